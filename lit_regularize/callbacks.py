@@ -1,0 +1,73 @@
+"""Callbacks every run uses: per-epoch history (with RNG state for exact resume) and a checkpoint on interrupt."""
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+HISTORY_KEYS = {"train_loss": "train/loss", "train_penalty": "train/penalty", "val_loss": "val/loss",
+                "val_acc": "val/acc"}
+
+
+def _value(metrics: dict[str, Any], key: str) -> float | None:
+    v = metrics.get(key)
+    return None if v is None else float(v)
+
+
+class History(pl.Callback):
+    """Per-epoch train/val metrics and wall time; saved in checkpoints together with the RNG states."""
+
+    def __init__(self) -> None:
+        self.history: dict[str, list] = {"epoch": [], "epoch_time": [], **{k: [] for k in HISTORY_KEYS}}
+        self._t0 = 0.0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+        self.history["epoch"].append(trainer.current_epoch + 1)
+        self.history["epoch_time"].append(time.perf_counter() - self._t0)
+        for name, key in HISTORY_KEYS.items():
+            self.history[name].append(_value(metrics, key))
+
+    @property
+    def non_finite(self) -> bool:
+        """Whether a recorded train or val loss is NaN/inf."""
+        return any(v is not None and not math.isfinite(v)
+                   for k in ("train_loss", "val_loss") for v in self.history[k])
+
+    def state_dict(self) -> dict[str, Any]:
+        # RNG states make a resumed run draw the same shuffles and dropout masks as an uninterrupted one.
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        # Plain types and tensors only, so checkpoints load with torch.load(weights_only=True).
+        return {"history": self.history, "torch_rng": torch.get_rng_state(),
+                "numpy_rng": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+                "python_rng": random.getstate()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = state_dict["history"]
+        torch.set_rng_state(state_dict["torch_rng"])
+        kind, keys, pos, has_gauss, gauss = state_dict["numpy_rng"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        random.setstate(state_dict["python_rng"])
+
+
+class CheckpointOnInterrupt(pl.Callback):
+    """On Ctrl-C / SIGTERM / crash, save last.ckpt so the run can be resumed (written atomically)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.interrupted_by: str | None = None
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self.interrupted_by = type(exception).__name__
+        # save_checkpoint is collective (a barrier) under DDP, where ranks may be stuck elsewhere: single process only.
+        if trainer.global_step > 0 and trainer.world_size == 1:
+            trainer.save_checkpoint(self.path)

@@ -1,0 +1,165 @@
+"""MNIST / Fashion-MNIST (torchvision's raw idx layout): balanced subsets, optional augmentation."""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision import datasets
+from torchvision.transforms import v2
+
+from lit_regularize.config import Config
+from lit_regularize.data.base import SplitDataModule
+from lit_regularize.errors import DataError
+
+# name -> (torchvision class, normalization mean, std of the training images)
+IMAGE_DATASETS: dict[str, tuple[type, float, float]] = {
+    "mnist": (datasets.MNIST, 0.1307, 0.3081),
+    "fashion_mnist": (datasets.FashionMNIST, 0.2860, 0.3530),
+}
+IDX_MAGIC = {"images": (0x0803, 3), "labels": (0x0801, 1)}
+
+
+def read_idx(path: Path, kind: str) -> np.ndarray:
+    """Read one uncompressed idx file, checking magic number, dimensions and size."""
+    magic, ndim = IDX_MAGIC[kind]
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    header = 4 * (ndim + 1)
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated idx file ({len(raw)} bytes, header needs {header})")
+    got = int.from_bytes(raw[:4], "big")
+    if got != magic:
+        raise DataError(f"{path}: wrong magic number 0x{got:08x} for idx {kind} (expected 0x{magic:08x})")
+    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    need = header + int(np.prod(dims))
+    if len(raw) != need:
+        raise DataError(f"{path}: {'truncated' if len(raw) < need else 'oversized'} idx file "
+                        f"({len(raw)} bytes, dimensions {dims} need {need})")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _files(raw: Path, split: str) -> tuple[Path, Path]:
+    prefix = "train" if split == "train" else "t10k"
+    return raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"
+
+
+@functools.lru_cache(maxsize=4)
+def load_images(name: str, root: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """{'train': (uint8 images N×28×28, int64 labels), 'test': …}, validated; downloaded if missing."""
+    cls = IMAGE_DATASETS[name][0]
+    raw = Path(root) / cls.__name__ / "raw"
+    if not all(p.is_file() for s in ("train", "test") for p in _files(raw, s)):
+        try:
+            cls(root, train=True, download=True)  # torchvision checks the md5 of what it downloads
+        except Exception as e:  # noqa: BLE001 - any network/permission failure becomes one line
+            raise DataError(f"{name}: idx files not found in {raw} and downloading failed "
+                            f"({type(e).__name__}); put them there or pass --data-dir / "
+                            f"set LIT_REGULARIZE_DATA_DIR") from None
+    out = {}
+    for split in ("train", "test"):
+        img_path, lab_path = _files(raw, split)
+        images, labels = read_idx(img_path, "images"), read_idx(lab_path, "labels")
+        if len(images) != len(labels):
+            raise DataError(f"{img_path}: {len(images)} images but {lab_path.name} has {len(labels)} labels")
+        if labels.size and labels.max() > 9:
+            raise DataError(f"{lab_path}: labels must be 0-9, found {labels.max()}")
+        out[split] = (torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64)))
+    return out
+
+
+def balanced_subset(labels: np.ndarray, n_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded pick of n_per_class indices of every class; returns (subset, the rest)."""
+    rng = np.random.RandomState(seed)
+    picked = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        if n_per_class > len(members):
+            raise DataError(f"--n-per-class {n_per_class} is larger than class {c}, "
+                            f"which has {len(members)} training images")
+        picked.append(rng.choice(members, n_per_class, replace=False))
+    subset = np.sort(np.concatenate(picked))
+    rest = np.setdiff1d(np.arange(len(labels)), subset)
+    return subset, rest
+
+
+def augmentation(hflip: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The notebooks' training-time augmentation (per image)."""
+    steps = [v2.RandomRotation(10), v2.RandomResizedCrop(28, scale=(0.8, 1.0), antialias=True)]
+    if hflip:
+        steps.append(v2.RandomHorizontalFlip())
+    return v2.Compose(steps)
+
+
+class ImageDataset(Dataset):
+    """Normalized images at idx; random augmentation per image when a transform is given."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, idx: Optional[np.ndarray],
+                 mean: float, std: float, transform: Optional[Callable] = None) -> None:
+        self.images, self.labels, self.mean, self.std, self.transform = images, labels, mean, std, transform
+        self.idx = torch.arange(len(labels)) if idx is None else torch.as_tensor(idx, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def __getitems__(self, positions: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = self.idx[torch.as_tensor(positions, dtype=torch.long)]
+        x = self.images[rows].unsqueeze(1)
+        if self.transform is not None:
+            x = torch.stack([self.transform(img) for img in x])
+        return (x.float() / 255.0 - self.mean) / self.std, self.labels[rows]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.__getitems__([i])
+        return x[0], y[0]
+
+
+class MNISTDataModule(SplitDataModule):
+    """MNIST or Fashion-MNIST 28×28 images flattened by the model; 10 classes."""
+
+    n_classes = 10
+    n_features = 28 * 28
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__(cfg)
+        self.arrays: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.mean, self.std = IMAGE_DATASETS[cfg.data][1:]
+
+    @property
+    def default_val_size(self) -> int:  # type: ignore[override]
+        return 1000 if self.cfg.n_per_class else 10000
+
+    def load(self) -> None:
+        self.arrays = load_images(self.cfg.data, str(self.cfg.resolved_data_dir()))
+
+    def train_pool(self) -> np.ndarray:
+        """The balanced subset (--n-per-class) or every training image."""
+        labels = self.arrays["train"][1].numpy()
+        if self.cfg.n_per_class is None:
+            return np.arange(len(labels))
+        subset, self._rest = balanced_subset(labels, self.cfg.n_per_class, self.cfg.seed)
+        return subset
+
+    def split(self) -> tuple[np.ndarray, np.ndarray]:
+        """With --n-per-class all subset images train and validation comes from the remaining images."""
+        c = self.cfg
+        if c.n_per_class is None or (c.kfold >= 2 and c.fold is not None) or c.val_on_test:
+            return super().split()
+        train = self.train_pool()
+        if c.train_size is not None:
+            raise DataError("--train-size does not combine with --n-per-class (the subset is the training set)")
+        val_size = self.val_size
+        if val_size > len(self._rest):
+            raise DataError(f"--val-size {val_size} is larger than the {len(self._rest)} images left")
+        val = self._rest[np.random.RandomState(c.seed).permutation(len(self._rest))[:val_size]]
+        return train, val
+
+    def make_dataset(self, split: str, idx: Optional[np.ndarray]) -> Dataset:
+        images, labels = self.arrays["test" if split == "test" else "train"]
+        transform = augmentation(self.cfg.hflip) if (split == "train" and self.cfg.augment) else None
+        return ImageDataset(images, labels, idx, self.mean, self.std, transform)

@@ -1,0 +1,134 @@
+"""The one LightningModule: an MLP whose capacity and regularizers are config switches."""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+import pytorch_lightning as pl
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchmetrics
+
+from lit_regularize.config import Config
+from lit_regularize.penalties import weight_penalty
+from lit_regularize.sparse import MultiHotLinear
+
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "rmsprop": torch.optim.RMSprop,
+    "adam": torch.optim.Adam,
+    "sgd": torch.optim.SGD,
+}
+
+
+def build_mlp(c: Config, n_features: int, n_outputs: int) -> nn.Sequential:
+    """input -> layers x (Linear -> [BatchNorm] -> ReLU -> [Dropout]) -> Linear(n_outputs)."""
+    modules: list[nn.Module] = []
+    width_in = n_features
+    for i in range(c.layers):
+        modules.append(MultiHotLinear(width_in, c.hidden) if i == 0 else nn.Linear(width_in, c.hidden))
+        block: list[nn.Module] = [nn.ReLU()]
+        if c.batchnorm:
+            block.insert(0 if c.bn_position == "before" else 1, nn.BatchNorm1d(c.hidden))
+        if c.dropout > 0:
+            block.append(nn.Dropout(c.dropout))
+        modules += block
+        width_in = c.hidden
+    modules.append(nn.Linear(width_in, n_outputs))
+    return nn.Sequential(*modules)
+
+
+class RegularizedMLP(pl.LightningModule):
+    """MLP classifier; 1 logit + BCE for two classes, else n_classes logits + cross-entropy."""
+
+    def __init__(self, config: dict[str, Any], n_features: int, n_classes: int) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg = Config(**config)
+        self.binary = n_classes == 2
+        self.net = build_mlp(self.cfg, n_features, 1 if self.binary else n_classes)
+        task = {"task": "binary"} if self.binary else {"task": "multiclass", "num_classes": n_classes}
+        self.val_acc = torchmetrics.Accuracy(**task)
+        self.test_acc = torchmetrics.Accuracy(**task)
+        self.val_loss = torchmetrics.MeanMetric()
+        self.test_loss = torchmetrics.MeanMetric()
+
+    # -- pieces ---------------------------------------------------------------------------------------
+    def linears(self) -> list[nn.Linear]:
+        """The Linear layers in order (the last is the output layer)."""
+        return [m for m in self.net if isinstance(m, nn.Linear)]
+
+    def forward(self, x: Any) -> torch.Tensor:
+        out = self.net(x)
+        return out.squeeze(-1) if self.binary else out
+
+    def data_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Mean BCE-with-logits or cross-entropy."""
+        if self.binary:
+            return F.binary_cross_entropy_with_logits(logits, y.float())
+        return F.cross_entropy(logits, y)
+
+    def penalty(self) -> torch.Tensor:
+        """The L1/L2 weight penalty (zero when both strengths are 0)."""
+        return weight_penalty(self.linears(), {"l1": self.cfg.l1, "l2": self.cfg.l2},
+                              {"l1": self.cfg.l1_layers, "l2": self.cfg.l2_layers})
+
+    def _preds(self, logits: torch.Tensor) -> torch.Tensor:
+        return (logits > 0).long() if self.binary else logits.argmax(-1)
+
+    # -- steps ----------------------------------------------------------------------------------------
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        loss = self.data_loss(self(x), y)
+        n = len(y)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=n)
+        if self.cfg.l1 or self.cfg.l2:
+            penalty = self.penalty()
+            self.log("train/penalty", penalty, on_step=False, on_epoch=True, batch_size=n)
+            loss = loss + penalty
+        return loss
+
+    def _eval_step(self, batch: Any, loss_metric: torchmetrics.Metric, acc: torchmetrics.Metric) -> None:
+        x, y = batch
+        logits = self(x)
+        loss_metric.update(self.data_loss(logits, y), weight=len(y))
+        acc.update(self._preds(logits), y.long())
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step(batch, self.val_loss, self.val_acc)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log("val/loss", self.val_loss.compute(), prog_bar=True)
+        self.log("val/acc", self.val_acc.compute(), prog_bar=True)
+        self.val_loss.reset()
+        self.val_acc.reset()
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step(batch, self.test_loss, self.test_acc)
+
+    def on_test_epoch_end(self) -> None:
+        self.log("test/loss", self.test_loss.compute())
+        self.log("test/acc", self.test_acc.compute())
+        self.test_loss.reset()
+        self.test_acc.reset()
+
+    # -- optimization ---------------------------------------------------------------------------------
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return OPTIMIZERS[self.cfg.optimizer](self.parameters(), lr=self.cfg.lr)
+
+    def _decayed(self) -> Iterator[torch.Tensor]:
+        return (lin.weight for lin in self.linears())
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Decoupled decay (AdamW-style) for every optimizer: shrink weights before the update, not via grads.
+        if self.cfg.weight_decay:
+            with torch.no_grad():
+                for w in self._decayed():
+                    w.mul_(1.0 - self.cfg.lr * self.cfg.weight_decay)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters (what keras' summary calls trainable params)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+__all__ = ["RegularizedMLP", "build_mlp", "count_parameters", "OPTIMIZERS"]

@@ -1,0 +1,57 @@
+"""Shared fixtures: tiny synthetic datasets and a quick config."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from synthetic import write_imdb, write_mnist  # noqa: E402
+
+REAL_DATA = Path(os.environ.get("LIT_REGULARIZE_REAL_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(autouse=True)
+def _no_downloads(monkeypatch):
+    """No test may reach the network: downloads must fail loudly."""
+    import urllib.request
+
+    def refuse(*args, **kwargs):
+        raise OSError("network disabled in tests")
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(urllib.request, "urlretrieve", refuse)
+    monkeypatch.delenv("LIT_REGULARIZE_DATA_DIR", raising=False)
+
+
+@pytest.fixture
+def imdb_dir(tmp_path):
+    """A folder holding a tiny imdb.npz."""
+    write_imdb(tmp_path / "data")
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def mnist_dir(tmp_path):
+    """A folder holding tiny MNIST and FashionMNIST idx files."""
+    write_mnist(tmp_path / "data", "MNIST")
+    write_mnist(tmp_path / "data", "FashionMNIST", seed=1)
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def quick(tmp_path, imdb_dir):
+    """Overrides for a seconds-long IMDB run on the tiny data."""
+    return {"data_dir": str(imdb_dir), "num_words": 40, "val_size": 60, "hidden": 8, "batch_size": 32,
+            "max_epochs": 3, "logdir": str(tmp_path / "logs"), "progress": False, "accelerator": "cpu"}
+
+
+def real_data_or_skip() -> Path:
+    """../shared/data when present, else skip the test."""
+    if not (REAL_DATA / "imdb.npz").is_file():
+        pytest.skip(f"real data not found at {REAL_DATA}")
+    return REAL_DATA

@@ -1,0 +1,122 @@
+"""scripts/fit.py end to end on tiny data: checkpoints, TensorBoard, summary.json, best-epoch choice."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT, real_data_or_skip
+from lit_regularize.config import make_config
+from lit_regularize.run import run
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import fit  # noqa: E402
+
+
+def flags(over: dict) -> list[str]:
+    out = []
+    for k, v in over.items():
+        flag = "--" + k.replace("_", "-")
+        if isinstance(v, bool):
+            out.append(flag if v else "--no-" + k.replace("_", "-"))
+        else:
+            out += [flag, str(v)]
+    return out
+
+
+def test_fit_writes_checkpoint_tensorboard_and_complete_summary(quick, capsys):
+    assert fit.main(flags({**quick, "reg": "l1_l2", "name": "e2e"})) == 0
+    run_dir = Path(quick["logdir"]) / "e2e" / "version_0"
+    s = json.loads((run_dir / "summary.json").read_text())
+    for key in ("config", "seed", "n_params", "best_epoch", "best_val_loss", "history", "test", "best_checkpoint"):
+        assert key in s, key
+    assert s["status"] == "completed" and s["seed"] == 7777 and s["config"]["l1"] == 1e-4
+    assert s["n_params"] == 40 * 8 + 8 + 8 * 8 + 8 + 8 + 1
+    for key in ("train_loss", "val_loss", "val_acc", "train_penalty"):
+        assert len(s["history"][key]) == s["epochs_run"] == 3
+    assert all(p > 0 for p in s["history"]["train_penalty"])
+    for which in ("best", "last"):
+        assert 0 <= s["test"][which]["acc"] <= 1 and s["test"][which]["loss"] > 0
+    assert Path(s["best_checkpoint"]).is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert list(run_dir.glob("events.out.tfevents.*"))
+    assert (run_dir / "config.yaml").is_file() and (run_dir / "split.npz").is_file()
+    out = capsys.readouterr().out
+    assert "test (best weights)" in out and "test (last weights)" in out
+
+
+def test_best_checkpoint_is_the_epoch_with_lowest_val_loss(quick):
+    s = run(make_config({**quick, "max_epochs": 6, "early_stopping": False, "lr": 0.01, "name": "best"}))
+    vals = s["history"]["val_loss"]
+    best = min(range(len(vals)), key=vals.__getitem__)
+    assert s["best_epoch"] == best + 1 and math.isclose(s["best_val_loss"], vals[best], rel_tol=1e-6)
+    ckpt = torch.load(s["best_checkpoint"], weights_only=True, map_location="cpu")
+    assert ckpt["epoch"] == best  # Lightning counts epochs from 0
+    assert math.isclose(float(ckpt["callbacks"][next(k for k in ckpt["callbacks"] if "ModelCheckpoint" in k)]
+                              ["best_model_score"]), vals[best], rel_tol=1e-6)
+    # the checkpoint carries its config (save_hyperparameters)
+    assert ckpt["hyper_parameters"]["config"]["lr"] == 0.01
+
+
+def test_checkpoint_loads_into_plain_torch_linear_layers(quick):
+    s = run(make_config({**quick, "name": "plain"}))
+    state = torch.load(s["best_checkpoint"], weights_only=True, map_location="cpu")["state_dict"]
+    plain = torch.nn.Sequential(torch.nn.Linear(40, 8), torch.nn.ReLU(), torch.nn.Linear(8, 8), torch.nn.ReLU(),
+                                torch.nn.Linear(8, 1))
+    plain.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
+
+
+def test_yaml_config_and_flags_merge(tmp_path, quick):
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("reg: dropout\nhidden: 12\nlr: 0.005\n")
+    args = fit.config_parser("x").parse_args(["--config", str(cfg_file), "--hidden", "6"])
+    from lit_regularize.config import config_from_args
+    cfg = config_from_args(args)
+    assert (cfg.reg, cfg.dropout, cfg.hidden, cfg.lr) == ("dropout", 0.5, 6, 0.005)
+    assert make_config({"reg": "dropout", "dropout": 0.2}).dropout == 0.2
+    assert make_config({"reg": "l2"}).l2 == 1e-3 and make_config({"data": "mnist"}).hidden == 128
+
+
+def test_help_lists_every_flag():
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "fit.py"), "--help"], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0
+    for flag in ("--config", "--data", "--data-dir", "--reg", "--hidden", "--layers", "--l1", "--l2", "--dropout",
+                 "--batchnorm", "--optimizer", "--lr", "--batch-size", "--max-epochs", "--patience",
+                 "--no-early-stopping", "--seed", "--logdir", "--name", "--train-size", "--n-per-class",
+                 "--augment", "--accelerator", "--devices", "--resume", "--kfold", "--input-format"):
+        assert flag in out.stdout, flag
+
+
+def test_missing_data_is_one_line_and_nonzero_exit(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "fit.py"), "--data-dir", str(tmp_path / "none"),
+                          "--logdir", str(tmp_path / "logs")], capture_output=True, text=True, timeout=120,
+                         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "no_proxy": "*",
+                              "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"})
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "imdb.npz" in lines[0] and "--data-dir" in lines[0], out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "logs").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_real_imdb_smoke(tmp_path):
+    data = real_data_or_skip()
+    s = run(make_config({"data_dir": str(data), "reg": "dropout", "max_epochs": 2, "logdir": str(tmp_path),
+                         "progress": False}))
+    assert s["test"]["best"]["acc"] > 0.8 and s["n_params"] == 160_305
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_real_fashion_mnist_smoke(tmp_path):
+    data = real_data_or_skip()
+    s = run(make_config({"data": "fashion_mnist", "data_dir": str(data), "n_per_class": 20, "max_epochs": 3,
+                         "logdir": str(tmp_path), "progress": False}))
+    assert s["test"]["best"]["acc"] > 0.4

@@ -1,0 +1,160 @@
+"""The one LightningModule: capacity, penalties, dropout, BatchNorm, and the sparse first layer."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from lit_regularize.config import make_config
+from lit_regularize.data.imdb import MultiHot
+from lit_regularize.model import RegularizedMLP, count_parameters
+from lit_regularize.sparse import MultiHotLinear
+
+
+def imdb_model(**over) -> RegularizedMLP:
+    cfg = make_config(over)
+    return RegularizedMLP(cfg.to_dict(), n_features=cfg.num_words, n_classes=2)
+
+
+@pytest.mark.parametrize("over, expected", [
+    ({"hidden": 16}, 160_305),
+    ({"hidden": 4}, 40_029),
+    ({"hidden": 512}, 5_383_681),
+    ({"hidden": 16, "reg": "batchnorm"}, 160_369),
+])
+def test_parameter_counts_match_the_notebooks(over, expected):
+    assert count_parameters(imdb_model(**over)) == expected
+
+
+def test_network_is_built_from_the_config_in_order():
+    m = imdb_model(hidden=8, layers=3, batchnorm=True, bn_position="after", dropout=0.2)
+    kinds = [type(x).__name__ for x in m.net]
+    assert kinds == ["MultiHotLinear", "ReLU", "BatchNorm1d", "Dropout"] + ["Linear", "ReLU", "BatchNorm1d",
+                                                                           "Dropout"] * 2 + ["Linear"]
+    m2 = imdb_model(hidden=8, layers=1, batchnorm=True)
+    assert [type(x).__name__ for x in m2.net] == ["MultiHotLinear", "BatchNorm1d", "ReLU", "Linear"]
+
+
+def test_mnist_model_has_ten_logits_and_cross_entropy():
+    cfg = make_config({"data": "mnist"})
+    m = RegularizedMLP(cfg.to_dict(), 784, 10)
+    x = torch.randn(5, 1, 28, 28)
+    out = m(x)
+    assert out.shape == (5, 10)
+    y = torch.tensor([0, 1, 2, 3, 9])
+    assert torch.isclose(m.data_loss(out, y), nn.functional.cross_entropy(out, y))
+    assert count_parameters(m) == 784 * 128 + 128 + 128 * 128 + 128 + 128 * 10 + 10
+
+
+def test_penalties_are_lambda_times_norms_of_weights_only():
+    m = imdb_model(hidden=8, reg="batchnorm", l1=0.01, l2=0.002)
+    lins = m.linears()
+    hidden_w = [lins[0].weight, lins[1].weight]
+    expected = sum(0.01 * w.abs().sum() + 0.002 * w.pow(2).sum() for w in hidden_w)
+    assert torch.allclose(m.penalty(), expected)
+    # biases and BatchNorm parameters do not count: changing them leaves the penalty alone
+    with torch.no_grad():
+        for mod in m.net:
+            if isinstance(mod, (nn.Linear, nn.BatchNorm1d)):
+                mod.bias.add_(5.0)
+            if isinstance(mod, nn.BatchNorm1d):
+                mod.weight.mul_(3.0)
+    assert torch.allclose(m.penalty(), expected)
+
+
+def test_penalty_can_target_chosen_layers():
+    m = imdb_model(hidden=8, l1=0.1, l2=0.5, l1_layers=[0], l2_layers=[1, 2])
+    w0, w1, w2 = (lin.weight for lin in m.linears())
+    expected = 0.1 * w0.abs().sum() + 0.5 * (w1.pow(2).sum() + w2.pow(2).sum())
+    assert torch.allclose(m.penalty(), expected)
+    assert imdb_model(hidden=8).penalty().item() == 0.0
+
+
+def test_training_loss_adds_penalty_but_logs_data_loss():
+    m = imdb_model(hidden=8, l2=0.01)
+    x = torch.randint(0, 2, (6, 10000)).float()
+    y = torch.tensor([0, 1, 0, 1, 1, 0])
+    m.log = lambda *a, **k: None
+    total = m.training_step((x, y), 0)
+    assert torch.isclose(total, m.data_loss(m(x), y) + m.penalty())
+
+
+def test_dropout_is_stochastic_in_train_and_deterministic_in_eval():
+    torch.manual_seed(0)
+    m = imdb_model(hidden=64, reg="dropout")
+    x = torch.randint(0, 2, (4, 10000)).float()
+    m.train()
+    assert not torch.equal(m(x), m(x))
+    m.eval()
+    assert torch.equal(m(x), m(x))
+
+
+def test_batchnorm_uses_running_statistics_in_eval():
+    torch.manual_seed(0)
+    m = imdb_model(hidden=8, reg="batchnorm")
+    x = torch.randint(0, 2, (32, 10000)).float()
+    m.train()
+    m(x)
+    bn = m.net[1]
+    assert isinstance(bn, nn.BatchNorm1d) and bn.num_batches_tracked.item() == 1
+    m.eval()
+    single = m(x[:1])
+    batch = m(x)
+    # in eval a row's output does not depend on the other rows of the batch
+    assert torch.allclose(single, batch[:1], atol=1e-6)
+    assert bn.num_batches_tracked.item() == 1
+
+
+def _random_csr(n, v, rng):
+    rows = [np.unique(rng.randint(0, v, rng.randint(1, 30))) for _ in range(n)]
+    crow = torch.tensor(np.concatenate([[0], np.cumsum([len(r) for r in rows])]))
+    return MultiHot(crow, torch.tensor(np.concatenate(rows)), v)
+
+
+def test_sparse_first_layer_equals_dense_linear_outputs_and_gradients():
+    torch.manual_seed(3)
+    rng = np.random.RandomState(0)
+    sparse = MultiHotLinear(500, 7)
+    dense = nn.Linear(500, 7)
+    dense.load_state_dict(sparse.state_dict())
+    x = _random_csr(9, 500, rng)
+    g = torch.randn(9, 7)
+    (sparse(x) * g).sum().backward()
+    (dense(x.to_dense()) * g).sum().backward()
+    assert torch.allclose(sparse(x), dense(x.to_dense()), atol=1e-6)
+    assert torch.allclose(sparse.weight.grad, dense.weight.grad, atol=1e-6)
+    assert torch.allclose(sparse.bias.grad, dense.bias.grad, atol=1e-6)
+
+
+def test_sparse_layer_initializes_like_linear_and_keeps_its_state_dict():
+    torch.manual_seed(11)
+    a = nn.Linear(300, 5)
+    torch.manual_seed(11)
+    b = MultiHotLinear(300, 5)
+    assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)
+    assert {k: v.shape for k, v in a.state_dict().items()} == {k: v.shape for k, v in b.state_dict().items()}
+    c = MultiHotLinear(300, 5)
+    c.load_state_dict(a.state_dict())
+    assert torch.equal(c.weight, a.weight)
+
+
+def test_sparse_and_dense_models_train_identically():
+    rng = np.random.RandomState(1)
+    x = _random_csr(16, 10000, rng)
+    y = torch.tensor(rng.randint(0, 2, 16))
+    losses = {}
+    for fmt in ("sparse", "dense"):
+        torch.manual_seed(5)
+        m = imdb_model(hidden=8, l1=1e-3, l2=1e-3, reg="batchnorm", input_format=fmt)
+        opt = m.configure_optimizers()
+        out = []
+        for _ in range(3):
+            batch_x = x if fmt == "sparse" else x.to_dense()
+            loss = m.data_loss(m(batch_x), y) + m.penalty()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            out.append(loss.item())
+        losses[fmt] = out
+    assert np.allclose(losses["sparse"], losses["dense"], atol=1e-5)
