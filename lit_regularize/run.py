@@ -32,7 +32,7 @@ MONITOR = "val/loss"
 # Lightning's advice-level chatter (no GPU found, few workers, small logging interval) drowns the useful lines.
 for _msg in (".*does not have many workers.*", ".*number of training batches.*", ".*GPU available but not used.*",
              ".*The total number of parameters detected.*", ".*Checkpoint directory.*exists and is not empty.*",
-             ".*LeafSpec.*", ".*treespec.*"):
+             ".*LeafSpec.*", ".*treespec.*", ".*overridden `transfer_batch_to_device`.*"):
     warnings.filterwarnings("ignore", message=_msg)
 
 

@@ -152,17 +152,29 @@ class MultiHotDataset(Dataset):
     """Rows of a CSR matrix; __getitems__ builds a whole batch (CSR or dense float) at once."""
 
     def __init__(self, arrays: CSRArrays, idx: Optional[np.ndarray], n_features: int, dense: bool) -> None:
-        self.arrays, self.n_features, self.dense = arrays, n_features, dense
-        self.idx = torch.arange(len(arrays.labels)) if idx is None else torch.as_tensor(idx, dtype=torch.long)
+        self.n_features, self.dense = n_features, dense
+        if idx is None:
+            self.crow, self.cols, self.labels = arrays
+        else:  # a compact copy of just these rows, so sequential (eval) batches are plain slices
+            rows = torch.as_tensor(idx, dtype=torch.long)
+            self.crow, self.cols = gather_rows(arrays.crow, arrays.cols, rows)
+            self.labels = arrays.labels[rows]
 
     def __len__(self) -> int:
-        return len(self.idx)
+        return len(self.labels)
 
     def __getitems__(self, positions: list[int]) -> tuple[torch.Tensor | MultiHot, torch.Tensor]:
-        rows = self.idx[torch.as_tensor(positions, dtype=torch.long)]
-        crow, cols = gather_rows(self.arrays.crow, self.arrays.cols, rows)
+        first, last = positions[0], positions[-1]
+        if last - first + 1 == len(positions) and positions == list(range(first, last + 1)):
+            crow = self.crow[first:last + 2] - self.crow[first]
+            cols = self.cols[self.crow[first]:self.crow[last + 1]]
+            y = self.labels[first:last + 1]
+        else:
+            rows = torch.as_tensor(positions, dtype=torch.long)
+            crow, cols = gather_rows(self.crow, self.cols, rows)
+            y = self.labels[rows]
         x = MultiHot(crow, cols, self.n_features)
-        return (x.to_dense() if self.dense else x), self.arrays.labels[rows]
+        return (x.to_dense() if self.dense else x), y
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor | MultiHot, torch.Tensor]:
         x, y = self.__getitems__([i])
