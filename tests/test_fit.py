@@ -120,3 +120,14 @@ def test_real_fashion_mnist_smoke(tmp_path):
     s = run(make_config({"data": "fashion_mnist", "data_dir": str(data), "n_per_class": 20, "max_epochs": 3,
                          "logdir": str(tmp_path), "progress": False}))
     assert s["test"]["best"]["acc"] > 0.4
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_real_imdb_unregularized_net_overfits_like_the_notebooks(tmp_path):
+    data = real_data_or_skip()
+    s = run(make_config({"data_dir": str(data), "reg": "none", "early_stopping": False, "max_epochs": 20,
+                         "logdir": str(tmp_path), "progress": False}))
+    assert s["best_epoch"] <= 6
+    assert s["history"]["val_loss"][-1] >= 1.5 * s["best_val_loss"]
+    assert s["test"]["best"]["acc"] > s["test"]["last"]["acc"]

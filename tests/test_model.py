@@ -158,3 +158,12 @@ def test_sparse_and_dense_models_train_identically():
             out.append(loss.item())
         losses[fmt] = out
     assert np.allclose(losses["sparse"], losses["dense"], atol=1e-5)
+
+
+def test_weight_decay_is_decoupled_and_spares_biases():
+    m = imdb_model(hidden=8, weight_decay=0.1, lr=0.5)
+    before = {n: p.detach().clone() for n, p in m.named_parameters()}
+    m.on_before_optimizer_step(None)
+    for n, p in m.named_parameters():
+        factor = (1 - 0.5 * 0.1) if n.endswith("weight") else 1.0
+        assert torch.allclose(p, before[n] * factor), n
