@@ -146,7 +146,7 @@ def test_sparse_and_dense_models_train_identically():
     losses = {}
     for fmt in ("sparse", "dense"):
         torch.manual_seed(5)
-        m = imdb_model(hidden=8, l1=1e-3, l2=1e-3, reg="batchnorm", input_format=fmt)
+        m = imdb_model(hidden=8, l1=1e-3, l2=1e-3, reg="batchnorm", dropout=0.3, input_format=fmt)
         opt = m.configure_optimizers()
         out = []
         for _ in range(3):
