@@ -64,15 +64,20 @@ def make_logger(cfg: Config, version: Optional[int] = None) -> RunLogger:
 
 def make_callbacks(cfg: Config, ckpt_dir: Path, validating: bool) -> list[pl.Callback]:
     """Checkpoint on best val/loss (+ last), EarlyStopping (always checking for NaN/inf), history."""
-    callbacks: list[pl.Callback] = [History(), CheckpointOnInterrupt(ckpt_dir / "last.ckpt")]
+    # Lightning 2.6's save_last only writes when a top-k checkpoint was written in the same step, so last.ckpt
+    # would lag at the best epoch; a monitor-less checkpoint named "last" is rewritten every epoch instead.
+    callbacks: list[pl.Callback] = [History(), CheckpointOnInterrupt(ckpt_dir / "last.ckpt"),
+                                    ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
+                                                    enable_version_counter=False)]
     if validating:
         callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="best-epoch{epoch:03d}", monitor=MONITOR,
-                                         mode="min", save_top_k=1, save_last=True, auto_insert_metric_name=False))
+                                         mode="min", save_top_k=1, auto_insert_metric_name=False))
         # With --no-early-stopping the callback still ends a run whose val/loss turns NaN/inf.
         patience = cfg.patience if cfg.early_stopping else 10 ** 9
         callbacks.append(EarlyStopping(monitor=MONITOR, mode="min", patience=patience, check_finite=True))
-    else:
-        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True))
+    from lit_regularize.tb_extras import TensorBoardExtras  # weight histograms, augmented-image grid
+
+    callbacks.append(TensorBoardExtras())
     if cfg.progress:
         callbacks.append(TQDMProgressBar(refresh_rate=max(1, 20)))
     return callbacks
@@ -167,8 +172,8 @@ def run(cfg: Config, extra_callbacks: Sequence[pl.Callback] = (), resume_dir: Op
     history_cb.history = copy.deepcopy(history_cb.history)
     fitted_history = history_cb.history
     test = {"last": _test(trainer, model, dm, None)}
-    ckpt_cb = _callback(callbacks, ModelCheckpoint)
-    best_path = ckpt_cb.best_model_path if ckpt_cb is not None and dm.has_validation else ""
+    ckpt_cb = next((c for c in callbacks if isinstance(c, ModelCheckpoint) and c.monitor == MONITOR), None)
+    best_path = ckpt_cb.best_model_path if ckpt_cb is not None else ""
     if best_path:
         test["best"] = _test(trainer, model, dm, best_path)
     else:

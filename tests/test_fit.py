@@ -56,8 +56,10 @@ def test_best_checkpoint_is_the_epoch_with_lowest_val_loss(quick):
     assert s["best_epoch"] == best + 1 and math.isclose(s["best_val_loss"], vals[best], rel_tol=1e-6)
     ckpt = torch.load(s["best_checkpoint"], weights_only=True, map_location="cpu")
     assert ckpt["epoch"] == best  # Lightning counts epochs from 0
-    assert math.isclose(float(ckpt["callbacks"][next(k for k in ckpt["callbacks"] if "ModelCheckpoint" in k)]
+    assert math.isclose(float(ckpt["callbacks"][next(k for k in ckpt["callbacks"] if k.startswith("ModelCheckpoint{'monitor': 'val/loss'"))]
                               ["best_model_score"]), vals[best], rel_tol=1e-6)
+    last = torch.load(s["last_checkpoint"], weights_only=True, map_location="cpu")
+    assert last["epoch"] == len(vals) - 1 and last["global_step"] == s["global_step"]
     # the checkpoint carries its config (save_hyperparameters)
     assert ckpt["hyper_parameters"]["config"]["lr"] == 0.01
 
