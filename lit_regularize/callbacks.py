@@ -1,4 +1,4 @@
-"""Callbacks every run uses: per-epoch history (with RNG state for exact resume) and a checkpoint on interrupt."""
+"""Callbacks every run uses: per-epoch history (with RNG state for exact resume) and what interrupted a fit."""
 from __future__ import annotations
 
 import math
@@ -60,14 +60,14 @@ class History(pl.Callback):
 
 
 class CheckpointOnInterrupt(pl.Callback):
-    """On Ctrl-C / SIGTERM / crash, save last.ckpt so the run can be resumed (written atomically)."""
+    """On Ctrl-C / SIGTERM, record what stopped the fit; last.ckpt (path) stays at the last finished epoch."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.interrupted_by: str | None = None
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        # No mid-epoch save: Lightning cannot resume such a checkpoint exactly (the sampler restarts), and one
+        # taken between an epoch's last batch and its validation does not resume at all. The "last"
+        # ModelCheckpoint already wrote last.ckpt atomically at the end of the epoch, so --resume is exact.
         self.interrupted_by = type(exception).__name__
-        # save_checkpoint is collective (a barrier) under DDP, where ranks may be stuck elsewhere: single process only.
-        if trainer.global_step > 0 and trainer.world_size == 1:
-            trainer.save_checkpoint(self.path)

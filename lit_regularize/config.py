@@ -232,7 +232,10 @@ def make_config(overrides: Mapping[str, Any] | None = None, source: str = "confi
     """Resolve a Config from overrides, applying the data and regularizer presets underneath them."""
     overrides = dict(overrides or {})
     check_keys(overrides, source)
-    overrides = {k: _coerce(k, v) for k, v in overrides.items()}
+    try:
+        overrides = {k: _coerce(k, v) for k, v in overrides.items()}
+    except ConfigError as e:  # name the file or flags the bad value came from
+        raise ConfigError(f"{source}: {e}") from None
     data = overrides.get("data", FIELDS["data"].default)
     reg = overrides.get("reg", FIELDS["reg"].default)
     merged: dict[str, Any] = {}

@@ -75,6 +75,9 @@ def make_callbacks(cfg: Config, ckpt_dir: Path, validating: bool) -> list[pl.Cal
         # With --no-early-stopping the callback still ends a run whose val/loss turns NaN/inf.
         patience = cfg.patience if cfg.early_stopping else 10 ** 9
         callbacks.append(EarlyStopping(monitor=MONITOR, mode="min", patience=patience, check_finite=True))
+    # A NaN/inf training loss ends the run as well, also when nothing is validated (e.g. a k-fold refit).
+    callbacks.append(EarlyStopping(monitor="train/loss", mode="min", patience=10 ** 9, check_finite=True,
+                                   check_on_train_epoch_end=True))
     from lit_regularize.tb_extras import TensorBoardExtras  # weight histograms, augmented-image grid
 
     callbacks.append(TensorBoardExtras())
@@ -173,7 +176,8 @@ def run(cfg: Config, extra_callbacks: Sequence[pl.Callback] = (), resume_dir: Op
     fitted_history = history_cb.history
     test = {"last": _test(trainer, model, dm, None)}
     ckpt_cb = next((c for c in callbacks if isinstance(c, ModelCheckpoint) and c.monitor == MONITOR), None)
-    best_path = ckpt_cb.best_model_path if ckpt_cb is not None else ""
+    # A run that was never finite has no best epoch, so no best checkpoint either.
+    best_path = ckpt_cb.best_model_path if ckpt_cb is not None and best_of(fitted_history)[0] else ""
     if best_path:
         test["best"] = _test(trainer, model, dm, best_path)
     else:

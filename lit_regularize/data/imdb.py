@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import os
+import pickle
 import zipfile
 from pathlib import Path
 from typing import NamedTuple, Optional
@@ -64,19 +65,25 @@ def fetch_imdb(data_dir: Path) -> Path:
     if not os.access(data_dir, os.W_OK):
         raise DataError(f"{path} is missing and --data-dir {data_dir} is not writable; "
                         f"put imdb.npz there or pass --data-dir")
-    import keras
-
     try:
+        import keras
+
         got = keras.utils.get_file(fname="imdb.npz", origin=IMDB_ORIGIN, file_hash=IMDB_SHA256,
                                    cache_dir=str(data_dir), cache_subdir="")
-    except Exception as e:  # noqa: BLE001 - any network/hash failure becomes one line
-        raise DataError(f"{path} not found and downloading it failed ({type(e).__name__}); "
+    except Exception as e:  # noqa: BLE001 - any import/network/hash failure becomes one line
+        # keras leaves a download whose sha256 does not match in place; a later run must not read it as data.
+        path.unlink(missing_ok=True)
+        why = " ".join(str(e).split())[:120]
+        raise DataError(f"{path} not found and downloading it failed ({type(e).__name__}: {why}); "
                         f"put keras' imdb.npz there, or pass --data-dir / set LIT_REGULARIZE_DATA_DIR") from None
     return Path(got)
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     """Read and validate keras' IMDB npz format (ragged int sequences + 0/1 labels)."""
+    # np.load would unpickle a non-zip file whole: only a zip archive (npz) gets that far.
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path}: not an npz (zip) archive; truncated, or not keras' imdb.npz format")
     try:
         with np.load(path, allow_pickle=True) as f:  # keras' own file stores object arrays (pickled)
             missing = [k for k in NPZ_KEYS if k not in f.files]
@@ -85,8 +92,9 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             arrays = {k: f[k] for k in NPZ_KEYS}
     except DataError:
         raise
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-        raise DataError(f"{path}: not a readable npz file ({type(e).__name__}: {e})") from None
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, pickle.UnpicklingError) as e:
+        why = " ".join(str(e).split())
+        raise DataError(f"{path}: not a readable npz file ({type(e).__name__}: {why})") from None
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if x.ndim != 1 or y.ndim != 1 or len(x) != len(y):
@@ -95,7 +103,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         if len(y) == 0:
             raise DataError(f"{path}: x_{split} is empty")
         if not np.isin(y, (0, 1)).all():
-            raise DataError(f"{path}: y_{split} must hold 0/1 labels, found {sorted(set(np.unique(y)) - {0, 1})[:5]}")
+            raise DataError(f"{path}: y_{split} must hold 0/1 labels, found {np.setdiff1d(y, [0, 1])[:5].tolist()}")
     return arrays
 
 
@@ -133,7 +141,10 @@ def load_imdb(path: str, num_words: int) -> dict[str, CSRArrays]:
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         order = np.arange(len(x))
         rng.shuffle(order)
-        crow, cols = _encode(x[order], num_words)
+        try:
+            crow, cols = _encode(x[order], num_words)
+        except DataError as e:
+            raise DataError(f"{path}: x_{split}: {e}") from None
         out[split] = CSRArrays(torch.from_numpy(crow), torch.from_numpy(cols),
                                torch.from_numpy(y[order].astype(np.float32)))
     return out

@@ -67,6 +67,8 @@ def load_images(name: str, root: str) -> dict[str, tuple[torch.Tensor, torch.Ten
         images, labels = read_idx(img_path, "images"), read_idx(lab_path, "labels")
         if len(images) != len(labels):
             raise DataError(f"{img_path}: {len(images)} images but {lab_path.name} has {len(labels)} labels")
+        if images.shape[1:] != (28, 28):  # the model's input width is fixed at 28 * 28
+            raise DataError(f"{img_path}: images must be 28x28, got {images.shape[1]}x{images.shape[2]}")
         if labels.size and labels.max() > 9:
             raise DataError(f"{lab_path}: labels must be 0-9, found {labels.max()}")
         out[split] = (torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64)))

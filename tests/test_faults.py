@@ -1,0 +1,248 @@
+"""Numerical faults, interruption and resume: NaN/inf losses, SIGTERM / Ctrl-C, --resume, atomic checkpoints.
+
+See tests/README.md for the fault table. Signals go to real subprocesses of scripts/fit.py, except where an
+in-process SIGTERM at a chosen batch makes the resume comparison exact and fast.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from conftest import ROOT
+from test_fit import flags
+from lit_regularize import files as files_mod
+from lit_regularize.config import make_config
+from lit_regularize.files import AtomicCheckpointIO
+from lit_regularize.model import RegularizedMLP
+from lit_regularize.run import RunInterrupted, make_trainer, run
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import fit  # noqa: E402
+
+BATCHES_PER_EPOCH = math.ceil((240 - 60) / 32)  # synthetic IMDB train split / quick batch size
+
+
+def read_summary(run_dir: str | Path) -> dict:
+    """summary.json as strict JSON: a bare NaN/Infinity (invalid JSON) fails the test."""
+    def bare(constant: str) -> None:
+        raise AssertionError(f"summary.json holds a bare {constant}")
+    return json.loads((Path(run_dir) / "summary.json").read_text(), parse_constant=bare)
+
+
+def scalars(run_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar tag of a TensorBoard run folder (all its event files) as sorted (step, value) points."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    # Sorted: the loader orders event files by name, in which counter "10" sorts before "9".
+    return {tag: sorted((e.step, e.value) for e in acc.Scalars(tag)) for tag in acc.Tags()["scalars"]}
+
+
+def assert_epoch_steps_unique(run_dir: str | Path, epochs: int) -> None:
+    """Each per-epoch tag has one point per epoch: no duplicate steps, none missing."""
+    logged = scalars(run_dir)
+    for tag in ("train/loss", "val/loss", "val/acc"):
+        steps = [s for s, _ in logged[tag]]
+        assert len(steps) == len(set(steps)) == epochs, (tag, steps)
+
+
+def finite_weights(ckpt_path: str | Path) -> bool:
+    state = torch.load(ckpt_path, weights_only=True, map_location="cpu")["state_dict"]
+    return all(bool(torch.isfinite(t).all()) for t in state.values() if t.is_floating_point())
+
+
+# -- NaN / inf ----------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def nan_from_epoch_3(monkeypatch):
+    """Training loss turns NaN in the third epoch (and the weights with it)."""
+    step = RegularizedMLP.training_step
+
+    def poisoned(self, batch, batch_idx):
+        loss = step(self, batch, batch_idx)
+        return loss * float("nan") if self.current_epoch >= 2 else loss
+    monkeypatch.setattr(RegularizedMLP, "training_step", poisoned)
+
+
+@pytest.mark.parametrize("val_size", [60, 0], ids=["validated", "no-validation"])
+def test_nan_loss_stops_training_and_keeps_the_best_finite_checkpoint(quick, nan_from_epoch_3, val_size):
+    s = run(make_config({**quick, "val_size": val_size, "max_epochs": 8, "early_stopping": False, "lr": 0.01,
+                         "name": "nan"}))
+    assert s["status"] == "completed" and s["stop_reason"] == "non_finite_loss"
+    assert s["epochs_run"] == 3  # stopped in the epoch that went NaN, not at max_epochs (early stopping is off)
+    saved = read_summary(s["log_dir"])
+    assert saved["stop_reason"] == "non_finite_loss" and saved["epochs_run"] == 3
+    curve = "val_loss" if val_size else "train_loss"
+    assert all(math.isfinite(v) for v in s["history"][curve][:2]) and math.isnan(s["history"][curve][2])
+    assert saved["history"][curve][2] == "nan"
+    if val_size:
+        assert s["best_epoch"] in (1, 2) and s["best_val_loss"] == min(s["history"]["val_loss"][:2])
+        ckpt = torch.load(s["best_checkpoint"], weights_only=True, map_location="cpu")
+        assert ckpt["epoch"] + 1 == s["best_epoch"] and finite_weights(s["best_checkpoint"])
+        assert math.isfinite(s["test"]["best"]["loss"])
+    else:
+        assert s["best_epoch"] is None and s["best_checkpoint"] is None
+    assert not finite_weights(Path(s["log_dir"]) / "checkpoints" / "last.ckpt")  # the NaN epoch itself
+
+
+def test_diverging_lr_stops_with_no_early_stopping(quick, capsys):
+    """A real divergence (SGD, absurd lr) rather than an injected NaN, through the CLI."""
+    assert fit.main(flags({**quick, "optimizer": "sgd", "lr": 1e20, "early_stopping": False, "max_epochs": 6,
+                           "name": "diverge"})) == 0
+    s = read_summary(Path(quick["logdir"]) / "diverge" / "version_0")
+    assert s["stop_reason"] == "non_finite_loss" and s["epochs_run"] < 6
+    losses = [float(v) for v in s["history"]["val_loss"]]
+    assert not math.isfinite(losses[-1]) and all(math.isfinite(v) for v in losses[:-1])
+    if s["best_checkpoint"] is not None:
+        assert finite_weights(s["best_checkpoint"])
+    else:
+        assert s["best_epoch"] is None
+    assert "stopped by non_finite_loss" in capsys.readouterr().out
+
+
+# -- resume ---------------------------------------------------------------------------------------------------
+
+class SigtermAt(pl.Callback):
+    """Sends this process SIGTERM in epoch `epoch` (1-based): after its 2nd batch, or at its end."""
+
+    def __init__(self, epoch: int, mid_epoch: bool) -> None:
+        self.epoch, self.mid_epoch = epoch, mid_epoch
+
+    def _kill(self) -> None:
+        # Lightning's handler only records the signal; without it SIGTERM would end the test process.
+        assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.mid_epoch and trainer.current_epoch + 1 == self.epoch and batch_idx == 1:
+            self._kill()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if not self.mid_epoch and trainer.current_epoch + 1 == self.epoch:
+            self._kill()
+
+
+@pytest.fixture
+def resume_setup(quick):
+    """Dropout + shuffling + deterministic: a resume only matches if the RNG states are restored too."""
+    over = {**quick, "reg": "dropout", "max_epochs": 6, "early_stopping": False, "deterministic": True,
+            "lr": 0.01}
+    assert fit.main(flags({**over, "name": "straight"})) == 0
+    return over, Path(quick["logdir"]) / "straight" / "version_0"
+
+
+@pytest.mark.parametrize("mid_epoch", [False, True], ids=["after-epoch-3", "inside-epoch-4"])
+def test_resume_matches_an_uninterrupted_run(resume_setup, mid_epoch):
+    over, straight_dir = resume_setup
+    name = "cut_mid" if mid_epoch else "cut_end"
+    with pytest.raises(RunInterrupted):
+        run(make_config({**over, "name": name}), extra_callbacks=[SigtermAt(4 if mid_epoch else 3, mid_epoch)])
+    cut_dir = Path(over["logdir"]) / name / "version_0"
+    cut = read_summary(cut_dir)
+    assert cut["status"] == "interrupted" and cut["stop_reason"] == "SIGTERMException" and cut["epochs_run"] == 3
+    # last.ckpt stays at the end of epoch 3 (an interrupt never writes a mid-epoch checkpoint)
+    assert torch.load(cut_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 2
+
+    assert fit.main(["--resume", str(cut_dir)]) == 0
+    resumed, straight = read_summary(cut_dir), read_summary(straight_dir)
+    assert resumed["status"] == "completed"
+    for key in ("epochs_run", "global_step", "best_epoch", "best_val_loss", "best_val_acc", "test"):
+        assert resumed[key] == straight[key], key
+    for curve in ("train_loss", "val_loss", "val_acc"):
+        assert resumed["history"][curve] == straight["history"][curve], curve  # bit-identical
+    assert resumed["global_step"] == 6 * BATCHES_PER_EPOCH
+    # One TensorBoard run: the resumed process appended to the same folder; same points as the straight run.
+    assert scalars(cut_dir) == scalars(straight_dir)
+    assert_epoch_steps_unique(cut_dir, 6)
+
+
+# -- signals to a real fit.py process --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_during_fit_leaves_a_resumable_run(quick, sig):
+    over = {**quick, "reg": "dropout", "max_epochs": 100000, "early_stopping": False, "deterministic": True,
+            "name": "sig"}
+    run_dir = Path(quick["logdir"]) / "sig" / "version_0"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    # SIGINT must raise KeyboardInterrupt in the child even when this test runs with SIGINT ignored.
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "fit.py"), *flags(over)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 90
+        while not last.exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no checkpoint within 90 s"
+            time.sleep(0.05)
+        time.sleep(0.2)  # a few epochs further on, so the signal lands at an arbitrary point of training
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and f"--resume {run_dir}" in err.strip().splitlines()[-1], err
+
+    cut = read_summary(run_dir)
+    assert cut["status"] == "interrupted"
+    assert cut["stop_reason"] == ("SIGTERMException" if sig == signal.SIGTERM else "KeyboardInterrupt")
+    ckpt = torch.load(last, weights_only=True, map_location="cpu")  # loadable, weights-only safe
+    assert "state_dict" in ckpt and finite_weights(last)
+    assert not [p.name for p in last.parent.iterdir() if p.name.endswith(".tmp")]  # no half-written file left
+
+    done = ckpt["epoch"] + 1
+    assert fit.main(["--resume", str(run_dir), "--max-epochs", str(done + 2)]) == 0
+    resumed = read_summary(run_dir)
+    assert resumed["status"] == "completed" and resumed["epochs_run"] == done + 2
+    assert resumed["global_step"] == (done + 2) * BATCHES_PER_EPOCH
+    # deterministic resume: the epochs both processes trained are identical
+    n = min(len(cut["history"]["val_loss"]), done + 2)
+    assert resumed["history"]["val_loss"][:n] == cut["history"]["val_loss"][:n]
+    if sig == signal.SIGTERM:  # Lightning stops at a batch or epoch boundary: the TensorBoard run stays exact
+        assert_epoch_steps_unique(run_dir, done + 2)
+
+
+# -- atomic checkpoint files -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("failure", ["unpicklable", "disk full", "ctrl-c"])
+def test_a_failed_checkpoint_write_keeps_the_old_file_and_leaves_no_temp(tmp_path, monkeypatch, failure):
+    ckpt_io = AtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    ckpt_io.save_checkpoint({"epoch": 1, "w": torch.ones(3)}, path)
+    before = path.read_bytes()
+    new = {"epoch": 2, "w": torch.zeros(3)}
+    if failure == "unpicklable":
+        new["hook"] = lambda: None  # torch.save cannot pickle it: fails while serializing
+        expected: type[BaseException] = Exception
+    else:  # fails after the bytes went to the temp file, before the rename
+        expected = OSError if failure == "disk full" else KeyboardInterrupt
+
+        def fsync(fd: int) -> None:
+            raise OSError(28, "No space left on device") if failure == "disk full" else KeyboardInterrupt()
+        monkeypatch.setattr(files_mod.os, "fsync", fsync)
+    with pytest.raises(expected):
+        ckpt_io.save_checkpoint(new, path)
+    assert path.read_bytes() == before
+    assert torch.load(path, weights_only=True)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+    with pytest.raises(expected):
+        ckpt_io.save_checkpoint(new, tmp_path / "first.ckpt")
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_trainer_writes_checkpoints_through_atomic_io(quick):
+    trainer = make_trainer(make_config(quick), False, [])
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
