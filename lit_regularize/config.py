@@ -69,6 +69,7 @@ class Config:
     shuffle: bool = _f(True, "shuffle training batches every epoch")
     kfold: int = _f(0, "K-fold validation over the training set (0 = off)")
     kfold_repeats: int = _f(1, "iterated K-fold: reshuffle and repeat P times")
+    kfold_workers: int = _f(1, "K-fold: folds trained at once in separate processes (0 = one per CPU core)")
     fold: Optional[int] = _f(None, "which fold validates (set by k-fold / sweeps; 0-based)")
     # model
     reg: str = _f("none", "regularizer preset: " + " | ".join(REGULARIZERS), choices=REGULARIZERS)

@@ -1,0 +1,342 @@
+"""Comparison studies: run a named set of configs (or read finished runs) and write figures + a table.
+
+A study YAML (configs/studies/<name>.yaml) names its runs; each run is a config file and/or inline settings:
+
+    title: "IMDB: capacity"
+    shared: {max_epochs: 20, early_stopping: false, seed: 7777}   # every run gets these
+    runs:
+      smaller: {config: ../imdb_smaller.yaml}                     # paths relative to the study file
+      bigger:  {config: ../imdb_bigger.yaml, lr: 0.001}
+
+Precedence: run's config file < shared < run's inline settings < fixed settings from the command line.
+"""
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import json
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import yaml
+
+from lit_regularize.config import FIELDS, Config, check_keys, load_yaml, make_config
+from lit_regularize.errors import ConfigError, UserError
+from lit_regularize.files import atomic_write, write_json
+
+STUDIES_DIR = Path(__file__).resolve().parents[1] / "configs" / "studies"
+# Settings that decide which examples train and validate: they must not differ inside a study.
+SPLIT_KEYS = ("data", "seed", "train_size", "val_size", "val_on_test", "n_per_class", "kfold", "fold")
+FIGURES = {"curves": "curves.png", "weights": "weights.png", "sparsity": "sparsity.png"}
+
+Groups = dict[str, list[dict[str, Any]]]  # label -> summaries (one per seed)
+
+
+@dataclass(frozen=True)
+class Study:
+    """A named set of runs that differ only in the settings their members set."""
+
+    name: str
+    title: str
+    path: Path
+    members: dict[str, dict[str, Any]]  # label -> Config overrides (config file + shared + inline)
+
+
+def available_studies() -> list[str]:
+    """Names of the studies shipped in configs/studies."""
+    return sorted(p.stem for p in STUDIES_DIR.glob("*.yaml"))
+
+
+def _study_path(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.is_file():
+        if not p.is_file():
+            raise UserError(f"study file {str(p)!r} not found")
+        return p
+    p = STUDIES_DIR / f"{name_or_path}.yaml"
+    if not p.is_file():
+        names = available_studies()
+        hint = difflib.get_close_matches(name_or_path, names, n=1)
+        raise UserError(f"unknown study {name_or_path!r} (available: {', '.join(names)})"
+                        + (f"; did you mean {hint[0]!r}?" if hint else ""))
+    return p
+
+
+def load_study(name_or_path: str) -> Study:
+    """Read a study YAML (by name from configs/studies or by path) into resolved member overrides."""
+    path = _study_path(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"study {path}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("runs"), dict) or not raw["runs"]:
+        raise ConfigError(f"study {path}: needs a 'runs:' mapping of label -> settings")
+    unknown = set(raw) - {"title", "shared", "runs", "description"}
+    if unknown:
+        raise ConfigError(f"study {path}: unknown key(s) {', '.join(sorted(unknown))} "
+                          "(expected title, description, shared, runs)")
+    shared = _settings(raw.get("shared") or {}, f"study {path}: shared")
+    members: dict[str, dict[str, Any]] = {}
+    for label, spec in raw["runs"].items():
+        spec = dict(spec or {})
+        base: dict[str, Any] = {}
+        if "config" in spec:
+            base = load_yaml(path.parent / str(spec.pop("config")))
+            check_keys(base, f"study {path}: run {label!r} config")
+            base.pop("name", None)  # the study names its runs
+        members[str(label)] = {**base, **shared, **_settings(spec, f"study {path}: run {label!r}")}
+    _check_same_split(members, f"study {path}")
+    return Study(name=path.stem, title=str(raw.get("title") or path.stem), path=path, members=members)
+
+
+def _settings(mapping: Any, source: str) -> dict[str, Any]:
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{source}: expected a mapping of settings")
+    out = {str(k).replace("-", "_"): v for k, v in mapping.items()}
+    check_keys(out, source)
+    return out
+
+
+def _check_same_split(members: Mapping[str, Mapping[str, Any]], source: str) -> None:
+    for key in SPLIT_KEYS:
+        values = {json.dumps(m.get(key)) for m in members.values()}
+        if len(values) > 1:
+            raise ConfigError(f"{source}: runs must share the data split, but {key!r} differs between them")
+
+
+def varying_keys(members: Mapping[str, Mapping[str, Any]]) -> set[str]:
+    """Settings whose value differs between a study's runs (what the study compares)."""
+    keys = set().union(*members.values()) if members else set()
+    return {k for k in keys if len({json.dumps(m.get(k)) for m in members.values()}) > 1}
+
+
+def study_configs(study: Study, fixed: Mapping[str, Any], seeds: int,
+                  logdir: str | Path) -> dict[str, list[Config]]:
+    """label -> one Config per seed; runs of one seed share seed and split, logs go under logdir/<study>/."""
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+    clash = sorted(varying_keys(study.members) & set(fixed))
+    if clash:
+        raise ConfigError(f"--{clash[0].replace('_', '-')}: study {study.name} compares runs that differ in "
+                          f"this setting; a fixed value would make them identical")
+    out: dict[str, list[Config]] = {}
+    for label, member in study.members.items():
+        merged = {"progress": False, **member, **fixed, "logdir": str(logdir)}
+        base_seed = int(merged.get("seed", FIELDS["seed"].default))
+        name = f"{study.name}/{label}"
+        out[label] = [make_config({**merged, "seed": base_seed + i,
+                                   "name": name + (f"/seed_{base_seed + i}" if seeds > 1 else "")},
+                                  source=f"study {study.path} run {label!r}")
+                      for i in range(seeds)]
+    return out
+
+
+# -- running and reading runs --------------------------------------------------------------------------------
+
+def finished_run(cfg: Config) -> Optional[dict[str, Any]]:
+    """The summary of a completed earlier run with exactly this config, if there is one."""
+    root = Path(cfg.logdir) / cfg.run_name
+    want = json.loads(json.dumps(cfg.to_dict()))
+    for path in sorted(root.glob("version_*/summary.json")):
+        try:
+            s = json.loads(path.read_text())
+        except (OSError, ValueError):  # unreadable: not reusable, the run is trained again
+            continue
+        if s.get("status") == "completed" and s.get("config") == want:
+            return s
+    return None
+
+
+def run_study(configs: Mapping[str, Sequence[Config]], rerun: bool = False,
+              log: Callable[[str], None] = print) -> Groups:
+    """run() every config (reusing completed runs with identical configs unless rerun); label -> summaries."""
+    from lit_regularize.run import run
+
+    total = sum(len(v) for v in configs.values())
+    groups: Groups = {}
+    k = 0
+    for label, cfgs in configs.items():
+        for cfg in cfgs:
+            k += 1
+            s = None if rerun else finished_run(cfg)
+            if s is not None:
+                log(f"[{k}/{total}] {cfg.run_name}: reusing {s['log_dir']}")
+            else:
+                s = run(cfg)
+                log(f"[{k}/{total}] {cfg.run_name} (seed {cfg.seed}): best epoch {s['best_epoch']}, "
+                    f"val/loss {_fmt(s['best_val_loss'])}, {s['wall_time']:.0f} s")
+            groups.setdefault(label, []).append(s)
+    return groups
+
+
+def _read_summary(path: Path) -> dict[str, Any]:
+    try:
+        s = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: not a readable summary.json ({type(e).__name__})") from None
+    if not isinstance(s, dict) or "config" not in s:
+        raise UserError(f"{path}: not a run summary (no 'config')")
+    return s
+
+
+def _label(summary: Mapping[str, Any]) -> str:
+    name = str(summary["config"].get("name") or f"{summary['config']['data']}_{summary['config']['reg']}")
+    parts = name.split("/")
+    return "/".join(parts[:-1]) if len(parts) > 1 and parts[-1].startswith("seed_") else name
+
+
+def read_runs(dirs: Sequence[str | Path]) -> Groups:
+    """Summaries of finished runs under the given folders (a run, a k-fold folder or a tree of runs)."""
+    groups: Groups = {}
+    for d in map(Path, dirs):
+        if not d.is_dir():
+            raise UserError(f"--runs {d}: not a folder")
+        found = [d / "summary.json"] if (d / "summary.json").is_file() else \
+            sorted(d.rglob("summary.json"), key=lambda p: (len(p.parts), p))  # shallow first
+        picked: list[Path] = []
+        for p in found:  # a k-fold folder's summary stands for the fold runs beneath it
+            if not any(q.parent in p.parents for q in picked):
+                picked.append(p)
+        summaries = [(p, _read_summary(p)) for p in sorted(picked)]
+        summaries = [(p, s) for p, s in summaries if s.get("status") == "completed"]
+        if not summaries:
+            raise UserError(f"--runs {d}: no completed run (summary.json) found there")
+        for p, s in summaries:
+            label = _label(s)
+            if any(o["seed"] == s["seed"] for o in groups.get(label, [])):
+                label = f"{label} ({p.parent.name})"  # a rerun of the same config and seed: keep it apart
+            groups.setdefault(label, []).append(s)
+    return groups
+
+
+# -- the table -----------------------------------------------------------------------------------------------
+
+def _last(values: Sequence[Any]) -> Optional[float]:
+    return float(values[-1]) if values and isinstance(values[-1], (int, float)) else None
+
+
+def run_row(label: str, s: Mapping[str, Any],
+            weights: Optional[Mapping[str, float]] = None) -> dict[str, Any]:
+    """One table row from a run's summary.json (and its weight statistics, when known)."""
+    h = s.get("history") or {}
+    last_val, last_train = _last(h.get("val_loss") or []), _last(h.get("train_loss") or [])
+    test = s.get("test") or {}
+    best, last = test.get("best") or test.get("last") or {}, test.get("last") or {}
+    gap = (last_val - last_train) if last_val is not None and last_train is not None else None
+    row = {"run": label, "seed": s.get("seed"), "epochs_run": s.get("epochs_run"),
+           "best_epoch": s.get("best_epoch"), "best_val_loss": s.get("best_val_loss"), "last_val_loss": last_val, "val_train_gap": gap,
+           "test_acc_best": best.get("acc"), "test_acc_last": last.get("acc"),
+           "test_loss_best": best.get("loss"), "test_loss_last": last.get("loss"),
+           "n_params": s.get("n_params"), "wall_time_s": s.get("wall_time"), "log_dir": s.get("log_dir")}
+    row.update(weights or {})
+    return row
+
+
+MD_COLUMNS = [("best_epoch", "best epoch", "{:.3g}"), ("best_val_loss", "best val loss", "{:.4f}"),
+              ("last_val_loss", "val loss (last epoch)", "{:.4f}"),
+              ("val_train_gap", "val − train loss (last)", "{:.4f}"),
+              ("test_acc_best", "test acc (best ckpt)", "{:.4f}"),
+              ("test_acc_last", "test acc (last)", "{:.4f}"),
+              ("n_params", "params", "{:,.0f}"), ("wall_time_s", "wall time (s)", "{:.1f}"),
+              ("mean_abs_w_first", "mean abs w (1st layer)", "{:.4f}"),
+              ("near_zero_first", "abs w < 1e-3 (1st layer)", "{:.1%}")]
+
+
+def _cell(values: Sequence[Any], fmt: str) -> str:
+    nums = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(float(v))]
+    if not nums:
+        return "–"
+    if len(nums) == 1:
+        return fmt.format(nums[0])
+    return f"{fmt.format(statistics.fmean(nums))} ± {fmt.format(statistics.stdev(nums))}"
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """One line per run label: the value, or mean ± std over seeds."""
+    labels = list(dict.fromkeys(r["run"] for r in rows))
+    head = ["run", "seeds"] + [title for _, title, _ in MD_COLUMNS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label in labels:
+        mine = [r for r in rows if r["run"] == label]
+        cells = [label, str(len(mine))] + [_cell([r.get(k) for r in mine], fmt) for k, _, fmt in MD_COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def csv_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Every run (label × seed) as one CSV row, full precision."""
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in fields})
+    return buf.getvalue()
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+# -- the whole comparison ------------------------------------------------------------------------------------
+
+def report(groups: Groups, out: str | Path, title: str = "") -> dict[str, Any]:
+    """Write curves/weights/sparsity PNGs, table.csv/.md and comparison.json into out; log figures to TB."""
+    from lit_regularize.plots import (checkpoint_weights, curves_figure, log_figures, save_figure,
+                                      sparsity_figure, weight_stats, weights_figure)
+
+    out = Path(out)
+    weights: dict[str, list] = {}
+    rows = []
+    for label, summaries in groups.items():
+        for i, s in enumerate(summaries):
+            ckpt = s.get("last_checkpoint")
+            stats = None
+            if ckpt and Path(ckpt).is_file():
+                ws = checkpoint_weights(ckpt)
+                stats = weight_stats(ws)
+                if i == 0:  # the figure shows the first seed's final weights
+                    weights[label] = ws
+            rows.append(run_row(label, s, stats))
+    figures = {"curves": curves_figure({k: [s["history"] for s in v] for k, v in groups.items()}, title)}
+    if weights:
+        figures["weights"] = weights_figure(weights)
+        figures["sparsity"] = sparsity_figure({k: weight_stats(v) for k, v in weights.items()})
+    paths = {k: str(save_figure(fig, out / FIGURES[k])) for k, fig in figures.items()}
+    md = markdown_table(rows)
+    atomic_write(out / "table.csv", lambda f: f.write(csv_table(rows).encode()))
+    atomic_write(out / "table.md", lambda f: f.write(((f"## {title}\n\n" if title else "") + md).encode()))
+    log_figures(out / "logs" / "figures", {f"compare/{k}": fig for k, fig in figures.items()})
+    result = {"title": title, "figures": paths, "table_csv": str(out / "table.csv"),
+              "table_md": str(out / "table.md"), "rows": rows, "markdown": md,
+              "runs": {k: [s["log_dir"] for s in v] for k, v in groups.items()}}
+    write_json(out / "comparison.json", result)
+    return result
+
+
+def compare(study: Optional[str] = None, runs: Sequence[str | Path] = (), out: str | Path = "compare",
+            fixed: Optional[Mapping[str, Any]] = None, seeds: int = 1, rerun: bool = False,
+            log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run a study (runs logged under out/logs) or read finished runs, then write the report into out."""
+    if bool(study) == bool(runs):
+        raise UserError("give a study name or --runs DIR..., not both")
+    if runs and fixed:
+        flag = "--" + next(iter(fixed)).replace("_", "-")
+        raise UserError(f"{flag}: settings apply to a study's runs, not to --runs")
+    out = Path(out)
+    if study:
+        s = load_study(study)
+        groups = run_study(study_configs(s, dict(fixed or {}), seeds, out / "logs"), rerun, log)
+        title = s.title
+    else:
+        groups = read_runs(runs)
+        title = "comparison of " + ", ".join(groups)
+    return report(groups, out, title)
+
+
+__all__ = ["Study", "available_studies", "load_study", "study_configs", "varying_keys", "run_study",
+           "read_runs", "run_row", "markdown_table", "csv_table", "report", "compare", "STUDIES_DIR"]

@@ -1,0 +1,225 @@
+"""Comparison studies, figures, weight statistics and k-fold validation on tiny synthetic data."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.collections import PolyCollection
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import ROOT
+from lit_regularize.compare import available_studies, compare, load_study, read_runs, study_configs
+from lit_regularize.config import make_config
+from lit_regularize.errors import UserError
+from lit_regularize.kfold import KFOLD_FIGURE, run_kfold
+from lit_regularize.model import RegularizedMLP
+from lit_regularize.plots import (curve_band, curves_figure, linear_weights, mean_abs, near_zero_fraction,
+                                  weight_stats)
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import compare as compare_script  # noqa: E402
+import fit  # noqa: E402
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+TINY_STUDY = """
+title: tiny capacity
+shared: {seed: 3, max_epochs: 3, early_stopping: false, lr: 0.01}
+runs:
+  h2: {hidden: 2}
+  h8: {hidden: 8}
+  h16_l2: {hidden: 16, reg: l2}
+"""
+
+
+def flags(over: dict) -> list[str]:
+    out = []
+    for k, v in over.items():
+        flag = "--" + k.replace("_", "-")
+        out += ([flag] if v else ["--no-" + k.replace("_", "-")]) if isinstance(v, bool) else [flag, str(v)]
+    return out
+
+
+@pytest.fixture
+def fixed(quick):
+    """The quick settings as a study's fixed settings (the study chooses hidden, seed, epochs; compare the logdir)."""
+    return {k: v for k, v in quick.items() if k not in ("logdir", "hidden", "max_epochs")}
+
+
+def _png(path: Path) -> None:
+    assert path.is_file() and path.read_bytes()[:8] == PNG_MAGIC and path.stat().st_size > 10_000, path
+
+
+def _events(folder: Path) -> EventAccumulator:
+    acc = EventAccumulator(str(folder), size_guidance={"images": 0, "histograms": 0, "scalars": 0})
+    acc.Reload()
+    return acc
+
+
+def test_compare_study_writes_figures_and_a_table_read_from_the_runs(tmp_path, fixed, capsys):
+    study = tmp_path / "tiny.yaml"
+    study.write_text(TINY_STUDY)
+    out = tmp_path / "cmp"
+    assert compare_script.main([str(study), "--out", str(out), *flags(fixed)]) == 0
+    for name in ("curves.png", "weights.png", "sparsity.png"):
+        _png(out / name)
+    rows = list(csv.DictReader((out / "table.csv").open()))
+    assert [r["run"] for r in rows] == ["h2", "h8", "h16_l2"]
+    md = (out / "table.md").read_text()
+    for r in rows:
+        run_dir = out / "logs" / "tiny" / r["run"] / "version_0"
+        s = json.loads((run_dir / "summary.json").read_text())
+        h, hidden = s["history"], s["config"]["hidden"]
+        assert s["seed"] == 3 and s["config"]["max_epochs"] == 3  # shared settings reach every run
+        best = int(np.argmin(h["val_loss"]))
+        assert int(r["best_epoch"]) == best + 1
+        assert math.isclose(float(r["best_val_loss"]), h["val_loss"][best], rel_tol=1e-9)
+        assert math.isclose(float(r["last_val_loss"]), h["val_loss"][-1], rel_tol=1e-9)
+        assert math.isclose(float(r["val_train_gap"]), h["val_loss"][-1] - h["train_loss"][-1], rel_tol=1e-9)
+        assert float(r["test_acc_best"]) == s["test"]["best"]["acc"]
+        assert float(r["test_acc_last"]) == s["test"]["last"]["acc"]
+        assert int(r["n_params"]) == 40 * hidden + hidden + hidden * hidden + hidden + hidden + 1
+        assert math.isclose(float(r["wall_time_s"]), s["wall_time"], rel_tol=1e-9)
+        # weight columns come from the run's final weights
+        state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+        first = state["net.0.weight"].numpy()
+        assert math.isclose(float(r["mean_abs_w_first"]), float(np.abs(first).mean()), rel_tol=1e-6)
+        assert math.isclose(float(r["near_zero_first"]), float((np.abs(first) < 1e-3).mean()), rel_tol=1e-9)
+        line = next(ln for ln in md.splitlines() if ln.startswith(f"| {r['run']} |"))
+        assert f"{h['val_loss'][best]:.4f}" in line and f"{s['test']['last']['acc']:.4f}" in line
+    # the L2 run was penalized, the others not: the study's regularizer reached the model
+    l2 = json.loads((out / "logs" / "tiny" / "h16_l2" / "version_0" / "summary.json").read_text())
+    assert l2["config"]["l2"] == 1e-3 and all(p > 0 for p in l2["history"]["train_penalty"])
+    acc = _events(out / "logs" / "figures")
+    assert {"compare/curves", "compare/weights", "compare/sparsity"} <= set(acc.Tags()["images"])
+    assert "h16_l2" in capsys.readouterr().out
+
+    # a second call reuses the finished runs; --runs reads them back into the same table
+    assert compare_script.main([str(study), "--out", str(out), *flags(fixed)]) == 0
+    assert "reusing" in capsys.readouterr().out
+    assert not list((out / "logs" / "tiny").glob("*/version_1"))
+    again = tmp_path / "again"
+    assert compare_script.main(["--runs", str(out / "logs" / "tiny"), "--out", str(again)]) == 0
+    rows2 = list(csv.DictReader((again / "table.csv").open()))
+    key = ("best_epoch", "best_val_loss", "last_val_loss", "test_acc_last", "n_params")
+    assert sorted((f"tiny/{r['run']}",) + tuple(r[k] for k in key) for r in rows) == \
+        sorted((r["run"],) + tuple(r[k] for k in key) for r in rows2)
+
+
+def test_seeds_repeat_every_run_and_draw_bands(tmp_path, fixed):
+    study = tmp_path / "two.yaml"
+    study.write_text("shared: {seed: 11, max_epochs: 2, early_stopping: false}\n"
+                     "runs:\n  none: {reg: none}\n  dropout: {reg: dropout}\n")
+    result = compare(str(study), out=tmp_path / "cmp", fixed={**fixed, "hidden": 8}, seeds=2, log=lambda m: None)
+    runs = result["runs"]
+    assert [len(v) for v in runs.values()] == [2, 2]
+    seeds = {k: [json.loads((Path(d) / "summary.json").read_text())["seed"] for d in v] for k, v in runs.items()}
+    assert seeds == {"none": [11, 12], "dropout": [11, 12]}  # shared seeds: only the regularizer differs
+    histories = {k: [json.loads((Path(d) / "summary.json").read_text())["history"] for d in v]
+                 for k, v in runs.items()}
+    fig = curves_figure(histories)
+    ax_val = fig.axes[0]
+    assert sum(isinstance(c, PolyCollection) for c in ax_val.collections) == 2  # one band per run
+    mean_line = next(ln for ln in ax_val.lines if ln.get_label().startswith("none"))
+    expected = np.mean([h["val_loss"] for h in histories["none"]], axis=0)
+    assert np.allclose(mean_line.get_ydata(), expected)
+    band = next(c for c in ax_val.collections if isinstance(c, PolyCollection))
+    spread = np.ptp(band.get_paths()[0].vertices[:, 1])
+    assert spread > 0
+    assert "±" in (tmp_path / "cmp" / "table.md").read_text()
+    single = curves_figure({k: v[:1] for k, v in histories.items()})
+    assert not any(isinstance(c, PolyCollection) for c in single.axes[0].collections)
+
+
+def test_curve_band_handles_runs_of_different_length():
+    epochs, mean, std = curve_band([[1.0, 2.0, 3.0], [3.0, 4.0], [None, 6.0, float("nan")]])
+    assert epochs.tolist() == [1, 2, 3]
+    assert np.allclose(mean, [2.0, 4.0, 3.0]) and np.allclose(std, [1.0, np.std([2.0, 4.0, 6.0]), 0.0])
+
+
+def test_weight_statistics_on_a_known_tensor():
+    w = torch.tensor([[0.0, 5e-4, -9e-4], [1e-3, -0.5, 2.0]])
+    assert near_zero_fraction(w) == 0.5  # |1e-3| is not below the threshold
+    assert math.isclose(mean_abs(w), (5e-4 + 9e-4 + 1e-3 + 0.5 + 2.0) / 6)
+    stats = weight_stats([w.numpy(), np.zeros((2, 2))])
+    assert stats["near_zero_first"] == 0.5 and stats["near_zero_all"] == 7 / 10
+    assert math.isclose(stats["mean_abs_w_all"], (5e-4 + 9e-4 + 1e-3 + 0.5 + 2.0) / 10)
+    cfg = make_config({"hidden": 6, "layers": 2, "reg": "batchnorm", "num_words": 30})
+    model = RegularizedMLP(cfg.to_dict(), 30, 2)
+    shapes = [w.shape for w in linear_weights(model.state_dict())]
+    assert shapes == [(6, 30), (6, 6), (1, 6)]  # BatchNorm's 1-D weights are not Linear weights
+
+
+def test_shipped_studies_load_and_share_their_split():
+    names = available_studies()
+    assert {"imdb_capacity", "imdb_penalty", "imdb_dropout", "imdb_batchnorm", "mnist100"} <= set(names)
+    capacity = study_configs(load_study("imdb_capacity"), {"data_dir": "/x"}, 1, "/tmp/logs")
+    assert [c[0].hidden for c in capacity.values()] == [4, 16, 512]
+    for name in names:
+        cfgs = [c[0] for c in study_configs(load_study(name), {}, 1, "/tmp/logs").values()]
+        for key in ("seed", "data", "val_size", "train_size", "n_per_class", "max_epochs", "lr", "batch_size"):
+            assert len({getattr(c, key) for c in cfgs}) == 1, (name, key)
+        assert not any(c.early_stopping for c in cfgs)
+    penalty = {k: v[0] for k, v in study_configs(load_study("imdb_penalty"), {}, 1, "/l").items()}
+    assert (penalty["none"].l2, penalty["l2"].l2, penalty["l1"].l1, penalty["l1_l2"].l1) == (0, 1e-3, 1e-4, 1e-4)
+
+
+def test_compare_rejects_bad_input_in_one_line(tmp_path, capsys):
+    assert compare_script.main(["imdb_capacty", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "unknown study" in err and "imdb_capacity" in err
+    assert compare_script.main(["imdb_capacity", "--hidden", "8", "--out", str(tmp_path / "o")]) == 2
+    assert "--hidden" in capsys.readouterr().err
+    assert compare_script.main(["--runs", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "no completed run" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def _kfold_overrides(quick: dict, logdir: Path, workers: int) -> dict:
+    return {**quick, "logdir": str(logdir), "kfold": 4, "train_size": 160, "max_epochs": 4, "lr": 0.01,
+            "kfold_workers": workers, "name": "kf"}
+
+
+def test_kfold_mean_curve_chooses_the_refit_epoch(tmp_path, quick, capsys):
+    assert fit.main(flags(_kfold_overrides(quick, tmp_path / "serial", 1))) == 0
+    out = capsys.readouterr().out
+    parent = tmp_path / "serial" / "kf"
+    s = json.loads((parent / "summary.json").read_text())
+    assert len(s["folds"]) == 4 and [f["fold"] for f in s["folds"]] == [0, 1, 2, 3]
+    curves = np.array([f["history"]["val_loss"] for f in s["folds"]])
+    assert curves.shape == (4, 4)  # folds run every epoch (no early stopping) so the mean is well defined
+    assert np.allclose(s["mean_val_loss"], curves.mean(0))
+    assert s["chosen_epoch"] == int(np.argmin(curves.mean(0))) + 1
+    # each fold validated on a different quarter of the same 160 examples
+    splits = [np.load(Path(f["log_dir"]) / "split.npz") for f in s["folds"]]
+    vals = [set(sp["val_idx"].tolist()) for sp in splits]
+    assert all(len(v) == 40 for v in vals) and len(set().union(*vals)) == 160
+    refit = json.loads((Path(s["refit"]["log_dir"]) / "summary.json").read_text())
+    assert refit["epochs_run"] == s["chosen_epoch"] and refit["config"]["val_size"] == 0
+    assert set(np.load(Path(s["refit"]["log_dir"]) / "split.npz")["train_idx"].tolist()) == set().union(*vals)
+    assert s["test"] == {"last": refit["test"]["last"]} and 0 <= s["test"]["last"]["acc"] <= 1
+    assert s["test"]["last"]["loss"] > 0
+    _png(parent / KFOLD_FIGURE)
+    assert "kfold/curves" in _events(Path(s["refit"]["log_dir"])).Tags()["images"]
+    assert "val/loss per fold" in out and f"{s['mean_val_loss'][0]:.4f}" in out and "test acc" in out
+    # a comparison over the tree reads the k-fold summary (its mean curve), not the fold runs beneath it
+    groups = read_runs([tmp_path / "serial"])
+    assert list(groups) == ["kf"] and groups["kf"][0]["kind"] == "kfold"
+
+    # the same k-fold in 2 worker processes gives the same numbers
+    par = run_kfold(make_config(_kfold_overrides(quick, tmp_path / "parallel", 2)), verbose=False)
+    assert par["workers"] == 2
+    for a, b in zip(s["folds"], par["folds"]):
+        for key in ("train_loss", "val_loss", "val_acc"):
+            assert a["history"][key] == b["history"][key]
+    assert par["chosen_epoch"] == s["chosen_epoch"] and par["test"] == s["test"]
+
+
+def test_kfold_rejects_a_single_fold(quick):
+    with pytest.raises(UserError, match="--kfold"):
+        run_kfold(make_config({**quick, "kfold": 0}))
