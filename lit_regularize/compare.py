@@ -332,6 +332,9 @@ def compare(study: Optional[str] = None, runs: Sequence[str | Path] = (), out: s
         s = load_study(study)
         groups = run_study(study_configs(s, dict(fixed or {}), seeds, out / "logs"), rerun, log)
         title = s.title
+        data = sorted({r["config"]["data"] for runs_ in groups.values() for r in runs_})
+        if any(m.get("data") not in data for m in s.members.values()):  # e.g. --data fashion_mnist
+            title += f" [data: {', '.join(data)}]"
     else:
         groups = read_runs(runs)
         title = "comparison of " + ", ".join(groups)
