@@ -192,7 +192,8 @@ def run(cfg: Config, extra_callbacks: Sequence[pl.Callback] = (), resume_dir: Op
                                                    for k, v in metrics.items()})
         logger.finalize("success")
         write_json(log_dir / SUMMARY, summary)
-    return summary
+    # DDP: ranks > 0 guessed their own version folder before the launch; every rank returns rank 0's summary.
+    return trainer.strategy.broadcast(summary)
 
 
 def _finish(cfg: Config, trainer: pl.Trainer, history_cb: History, ckpt_dir: Path,

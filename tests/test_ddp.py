@@ -1,0 +1,33 @@
+"""fit.py --devices 2 --strategy ddp on CPU (gloo backend, 2 processes) on tiny data."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from conftest import ROOT
+
+
+def test_fit_runs_ddp_on_two_cpu_processes(quick, tmp_path):
+    logdir = Path(quick["logdir"])
+    over = {**quick, "name": "ddp", "max_epochs": 3, "early_stopping": False}
+    args = [a for k, v in over.items()
+            for a in (["--" + k.replace("_", "-")] if v is True else ["--no-" + k.replace("_", "-")]
+                      if v is False else ["--" + k.replace("_", "-"), str(v)])]
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "fit.py"), *args, "--devices", "2",
+                           "--strategy", "ddp"], cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = sorted((logdir / "ddp").iterdir())
+    assert [r.name for r in runs] == ["version_0"]  # rank 1 writes no folder of its own
+    run_dir = runs[0]
+    s = json.loads((run_dir / "summary.json").read_text())
+    assert s["status"] == "completed" and s["epochs_run"] == 3 and s["config"]["strategy"] == "ddp"
+    assert s["log_dir"] == str(run_dir) and Path(s["best_checkpoint"]).is_file()
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    ckpt = torch.load(s["best_checkpoint"], weights_only=True, map_location="cpu")
+    assert ckpt["epoch"] + 1 == s["best_epoch"]
+    # both ranks print rank 0's summary (run() broadcasts it): no line names another version folder
+    assert "version_1" not in proc.stdout and f"run:        {run_dir}" in proc.stdout
