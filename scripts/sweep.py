@@ -33,15 +33,19 @@ def parser() -> argparse.ArgumentParser:
     """fit.py's flags (fixed for every trial) plus the study's own."""
     p = config_parser(__doc__, skip=("name", "fold"))
     s = p.add_argument_group("study")
+    unset = {"default": argparse.SUPPRESS}  # no "(default: None)" in --help; main() fills in None
     s.add_argument("--n-trials", type=int, default=20,
                    help="finished (complete + pruned) trials wanted in total")
-    s.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
-    s.add_argument("--study-name", help="study name, also its folder under --logdir (default: <data>_sweep)")
-    s.add_argument("--storage", help="database URL (postgresql://..., mysql://..., sqlite:///...), "
-                                     "a .db file or a journal file (*.log); default: optuna/<study>.db")
-    s.add_argument("--workers", type=int,
+    s.add_argument("--timeout", type=float, **unset, help="stop starting new trials after this many seconds")
+    s.add_argument("--study-name", **unset,
+                   help="study name, also its folder under --logdir (default: <data>_sweep)")
+    s.add_argument("--storage", **unset,
+                   help="database URL (postgresql://..., mysql://..., sqlite:///...), a .db file or an "
+                        "Optuna journal file (*.log) (default: optuna/<study>.db)")
+    s.add_argument("--workers", type=int, **unset,
                    help="worker processes on this machine (default: one per GPU, else 1)")
-    s.add_argument("--gpus", help="GPU ids to pin one worker each to, e.g. 0,1, or none (default: all)")
+    s.add_argument("--gpus", **unset,
+                   help="GPU ids to pin one worker each to, e.g. 0,1, or none (default: all visible)")
     s.add_argument("--sampler", default="tpe", choices=tuning.SAMPLERS, help="Optuna sampler (seed: --seed)")
     s.add_argument("--pruner", default="median", choices=list(tuning.PRUNERS),
                    help="pruner fed with val/loss every epoch")
@@ -49,8 +53,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--heartbeat", type=int, default=10, metavar="S",
                    help=f"RDB heartbeat interval; a trial silent for {tuning.GRACE_FACTOR}x this is failed "
                         "and retried (0 = off)")
-    s.add_argument("--report", metavar="DIR", help="write leaderboard (CSV, Markdown) and plots to DIR")
-    s.add_argument("--refit-best", nargs="?", const="holdout", choices=("holdout", "all"),
+    s.add_argument("--report", metavar="DIR", **unset,
+                   help="write a leaderboard (CSV, Markdown) and Optuna's plots to DIR")
+    s.add_argument("--refit-best", nargs="?", const="holdout", choices=("holdout", "all"), **unset,
                    help="retrain the best trial's config with its seed (all: on train+val for its best epoch "
                         "count)")
     return p
@@ -120,12 +125,8 @@ def refit(study: Any, mode: str) -> None:
     print(f"refit run:  {a['log_dir']}")
 
 
-@guarded
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parser().parse_args(argv)
-    from lit_regularize.run import RunInterrupted, quiet_lightning
-
-    quiet_lightning()
+def make_sweep(args: argparse.Namespace) -> tuning.Sweep:
+    """Validate every flag, the space and the data before anything is written."""
     fixed = fixed_settings(args)
     space = tuning.load_space(args.space)
     tuning.check_space(tuning.parse_space(space, f"--space {args.space}"), fixed, f"--space {args.space}")
@@ -138,38 +139,54 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                          space=space, n_trials=args.n_trials, timeout=args.timeout, sampler=args.sampler,
                          pruner=args.pruner, heartbeat=args.heartbeat)
     tuning.make_sampler(sweep.sampler, 0)  # a missing sampler dependency fails here, once
-    study = sweep.open()
+    if sweep.n_trials:
+        check_data(fixed)
+    return sweep
+
+
+def note_settings(study: Any, sweep: tuning.Sweep) -> None:
+    """Record the fixed settings with a new study; warn when a resumed study had others."""
     noted = study.user_attrs.get("fixed")
     if noted is None:
-        study.set_user_attr("fixed", fixed)
-        study.set_user_attr("space", space)
-    elif noted != fixed:
-        changed = sorted(k for k in set(noted) | set(fixed) if noted.get(k) != fixed.get(k))
-        print(f"note: study {name} was started with other fixed settings ({', '.join(changed)}); "
+        study.set_user_attr("fixed", sweep.fixed)
+        study.set_user_attr("space", sweep.space)
+    elif noted != sweep.fixed:
+        changed = sorted(k for k in set(noted) | set(sweep.fixed) if noted.get(k) != sweep.fixed.get(k))
+        print(f"note: study {sweep.study_name} was started with other fixed settings ({', '.join(changed)}); "
               "its trials may not be comparable", file=sys.stderr)
+
+
+@guarded
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    for name in ("timeout", "study_name", "storage", "workers", "gpus", "report", "refit_best"):
+        vars(args).setdefault(name, None)
+    from lit_regularize.run import RunInterrupted, quiet_lightning
+
+    quiet_lightning()
+    sweep = make_sweep(args)
     gpus = tuning.visible_gpus(args.gpus)
     where = tuning.placements(args.workers or max(1, len(gpus)), gpus, os.cpu_count() or 1)
-    t0 = time.perf_counter()
-    code = 0
-    if tuning.counted(study) < sweep.n_trials:
-        check_data(fixed)
-        try:
-            if len(where) == 1 and where[0].cuda_visible_devices is None:
-                tuning.run_worker(sweep)  # one CPU worker: in this process
-            else:
-                codes = tuning.launch(sweep, where)
-                if any(c == EXIT_USER_ERROR for c in codes):
-                    code = EXIT_USER_ERROR
-        except (KeyboardInterrupt, RunInterrupted):
-            tuning.reap_dead_workers(study)
-            print(f"interrupted: study {name} keeps its {tuning.counted(study)} finished trials; interrupted "
-                  "trials are queued again; re-run the same command to resume", file=sys.stderr)
-            return EXIT_INTERRUPTED
+    study = sweep.open()
+    note_settings(study, sweep)
+    t0, code = time.perf_counter(), 0
+    try:
+        if tuning.counted(study) >= sweep.n_trials:
+            pass
+        elif len(where) == 1 and where[0].cuda_visible_devices is None:
+            tuning.run_worker(sweep)  # one CPU worker: in this process
+        elif EXIT_USER_ERROR in tuning.launch(sweep, where):
+            code = EXIT_USER_ERROR
+    except (KeyboardInterrupt, RunInterrupted):
+        tuning.reap_dead_workers(study)
+        print(f"interrupted: study {sweep.study_name} keeps its {tuning.counted(study)} finished trials; "
+              "interrupted trials are queued again; re-run the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
     tuning.reap_dead_workers(study)
     print_results(study, sweep, (time.perf_counter() - t0) / 60)
     if code == 0 and tuning.counted(study) < sweep.n_trials and sweep.timeout is None:
-        print(f"study {name} has {tuning.counted(study)} of {sweep.n_trials} trials: a worker stopped early "
-              "(see above); re-run to continue", file=sys.stderr)
+        print(f"study {sweep.study_name} has {tuning.counted(study)} of {sweep.n_trials} trials: a worker "
+              "stopped early (see above); re-run to continue", file=sys.stderr)
         code = 1
     if args.report:
         files = tuning.write_report(study, args.report)

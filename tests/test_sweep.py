@@ -116,6 +116,7 @@ def test_sweep_cli_bad_input_is_one_line(tmp_path, quick, capsys):
     assert sweep.main([*flags({**quick, "data_dir": str(tmp_path / "nodata")}), "--space", str(space),
                        "--storage", str(tmp_path / "s.db")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+    assert not (tmp_path / "s.db").exists()  # bad input writes nothing
 
 
 # -- objective: trials, pruning, NaN, k-fold -----------------------------------------------------------------
