@@ -151,7 +151,10 @@ def run(cfg: Config, extra_callbacks: Sequence[pl.Callback] = (), resume_dir: Op
     callbacks = make_callbacks(cfg, ckpt_dir, dm.has_validation) + list(extra_callbacks)
     trainer = make_trainer(cfg, logger, callbacks)
     if trainer.is_global_zero:
-        write_yaml(log_dir / "config.yaml", cfg.to_dict())
+        try:
+            write_yaml(log_dir / "config.yaml", cfg.to_dict())
+        except OSError as e:
+            raise UserError(f"--logdir {cfg.logdir}: cannot create the run folder {log_dir} ({e.strerror})") from None
         split = {k: v for k, v in dm.split_record().items() if v is not None}
         np.savez_compressed(log_dir / "split.npz", **split)
     ckpt_path = str(ckpt_dir / "last.ckpt") if resume_dir is not None else None

@@ -44,7 +44,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         summary = run(cfg, resume_dir=run_dir)
     else:
         summary = run(cfg)
-    print_summary(summary)
+    from pytorch_lightning.utilities import rank_zero_only
+
+    if rank_zero_only.rank == 0:  # under DDP every rank returns the same summary: print it once
+        print_summary(summary)
     return 0
 
 

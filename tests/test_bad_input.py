@@ -343,3 +343,11 @@ def test_a_real_bug_keeps_its_traceback(tmp_path, base, monkeypatch):
     assert out.returncode == 1
     assert "Traceback (most recent call last)" in out.stderr and "ZeroDivisionError" in out.stderr
     assert "training_step" in out.stderr
+
+
+def test_unusable_logdir_is_one_line(base, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    rc = fit.main(flags({**base, "logdir": str(blocker / "logs")}))
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "--logdir" in err and "Traceback" not in err, err
