@@ -67,6 +67,10 @@ def time_all(data_dir: str, peers: ModuleType, variants: Sequence[str], hiddens:
     seqs, y = peers.load(npz)
     rows = []
     with tempfile.TemporaryDirectory(prefix="lit_bench_") as logdir:
+        if any(v in LIT_VARIANTS for v in variants):
+            # One untimed epoch first: one-time costs (Lightning, TensorBoard and sparse-kernel start-up) are
+            # paid once per process, as in a sweep, and would otherwise land on whichever variant runs first.
+            lit_epoch_times(data_dir, min(hiddens), 1, "sparse", logdir)
         for hidden in hiddens:
             for name in variants:
                 progress(f"  timing {name} h={hidden} ({epochs} epochs) ...")

@@ -31,7 +31,10 @@ class History(pl.Callback):
         self._t0 = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        metrics = trainer.callback_metrics
+        metrics = dict(trainer.callback_metrics)
+        # Callbacks run before the module's on_train_epoch_end, which logs this epoch's train metrics.
+        if hasattr(pl_module, "train_epoch_metrics"):
+            metrics.update(pl_module.train_epoch_metrics())
         self.history["epoch"].append(trainer.current_epoch + 1)
         self.history["epoch_time"].append(time.perf_counter() - self._t0)
         for name, key in HISTORY_KEYS.items():

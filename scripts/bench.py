@@ -35,7 +35,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--data-dir", required=True, help="folder holding imdb.npz")
     p.add_argument("--peers", default=str(DEFAULT_PEERS), help="path of peers_imdb.py")
     p.add_argument("--hidden", type=int, nargs="+", default=[16, 512], help="hidden sizes to time")
-    p.add_argument("--epochs", type=int, default=3, help="epochs per variant (the minimum epoch time is reported)")
+    p.add_argument("--epochs", type=int, default=5, help="epochs per variant (the minimum epoch time is reported)")
     p.add_argument("--no-rss", action="store_true", help="skip the peak-RSS measurement of a full fit")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     a = p.parse_intermixed_args(argv)

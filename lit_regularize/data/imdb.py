@@ -152,10 +152,12 @@ def load_imdb(path: str, num_words: int) -> dict[str, CSRArrays]:
 
 def gather_rows(crow: torch.Tensor, cols: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """CSR (crow, cols) of rows idx, gathered without a Python loop."""
-    starts, lens = crow[idx], crow[idx + 1] - crow[idx]
+    starts = crow[idx]
+    lens = crow[idx + 1] - starts
     new_crow = torch.zeros(len(idx) + 1, dtype=torch.long)
     torch.cumsum(lens, 0, out=new_crow[1:])
-    pos = torch.arange(int(new_crow[-1])) + torch.repeat_interleave(starts - new_crow[:-1], lens)
+    total = int(new_crow[-1])
+    pos = torch.repeat_interleave(starts - new_crow[:-1], lens, output_size=total).add_(torch.arange(total))
     return new_crow, cols[pos]
 
 
