@@ -173,19 +173,19 @@ def validate(c: Config) -> None:
 
 # -- merging: dataclass defaults < data preset < reg preset < YAML < flags ----------------------------------
 
-def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a YAML config file as a flat mapping of Config fields."""
+def load_yaml(path: str | os.PathLike, flag: str = "--config") -> dict[str, Any]:
+    """Read a YAML file (named in errors by the flag that gave it) as a flat mapping of Config fields."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"--config: no such file {str(p)!r}")
+        raise ConfigError(f"{flag}: no such file {str(p)!r}")
     try:
         loaded = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
         at = f" (line {where.line + 1})" if where is not None else ""
-        raise ConfigError(f"--config {p}: not valid YAML{at}: {getattr(e, 'problem', e)}") from None
+        raise ConfigError(f"{flag} {p}: not valid YAML{at}: {getattr(e, 'problem', e)}") from None
     if not isinstance(loaded, dict):
-        raise ConfigError(f"--config {p}: expected a mapping of settings, got {type(loaded).__name__}")
+        raise ConfigError(f"{flag} {p}: expected a mapping of settings, got {type(loaded).__name__}")
     return {str(k).replace("-", "_"): v for k, v in loaded.items()}
 
 

@@ -23,6 +23,17 @@ NEAR_ZERO = 1e-3  # |w| below this counts as "pruned" in the sparsity figure (th
 
 # -- numbers behind the figures ------------------------------------------------------------------------------
 
+
+def _style_loss_axes(*axes: Any) -> None:
+    """Epoch/loss labels, integer epoch ticks, light grid and a legend where something is drawn."""
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("loss")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+
 def near_zero_fraction(w: torch.Tensor | np.ndarray, tol: float = NEAR_ZERO) -> float:
     """Fraction of entries with |w| < tol."""
     a = np.abs(np.asarray(w, dtype=np.float64))
@@ -96,13 +107,7 @@ def curves_figure(histories: Mapping[str, Sequence[Mapping[str, Sequence]]], tit
                 ax.plot(epochs[best], mean[best], color=color, marker="*", markersize=14, markeredgecolor="k")
     ax_val.set_title("validation loss (★ = best epoch)")
     ax_train.set_title("training loss (data term, without penalty)")
-    for ax in (ax_val, ax_train):
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel("loss")
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=8)
+    _style_loss_axes(ax_val, ax_train)
     if title:
         fig.suptitle(title)
     return fig
@@ -164,12 +169,7 @@ def fold_figure(folds: Sequence[Mapping[str, Sequence]], mean_val: Sequence[floa
     ax_val.axvline(chosen_epoch, color="k", linestyle="--", linewidth=1, label=f"chosen epoch {chosen_epoch}")
     ax_val.set_title("validation loss per fold")
     ax_train.set_title("training loss per fold")
-    for ax in (ax_val, ax_train):
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel("loss")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    _style_loss_axes(ax_val, ax_train)
     if title:
         fig.suptitle(title)
     return fig

@@ -25,11 +25,10 @@ from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
 import optuna
 import pytorch_lightning as pl
-import yaml
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from lit_regularize.config import Config, check_keys, make_config
+from lit_regularize.config import Config, check_keys, load_yaml, make_config
 from lit_regularize.errors import ConfigError
 from lit_regularize.files import atomic_write, write_json
 
@@ -86,16 +85,8 @@ SUGGEST: dict[str, Callable[[optuna.Trial, Param], Any]] = {
 
 def load_space(path: str | os.PathLike) -> dict[str, Any]:
     """The raw search-space mapping of a YAML file (validated by parse_space)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"--space: no such file {str(p)!r}")
-    try:
-        raw = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"--space {p}: not valid YAML: {getattr(e, 'problem', e)}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"--space {p}: expected a mapping of Config fields, got {type(raw).__name__}")
-    parse_space(raw, f"--space {p}")
+    raw = load_yaml(path, "--space")
+    parse_space(raw, f"--space {path}")
     return raw
 
 

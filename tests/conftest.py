@@ -50,6 +50,15 @@ def quick(tmp_path, imdb_dir):
             "max_epochs": 3, "logdir": str(tmp_path / "logs"), "progress": False, "accelerator": "cpu"}
 
 
+def flags(over: dict) -> list[str]:
+    """Config overrides as fit.py / sweep.py command-line flags."""
+    out = []
+    for k, v in over.items():
+        flag = "--" + k.replace("_", "-")
+        out += ([flag] if v else ["--no-" + k.replace("_", "-")]) if isinstance(v, bool) else [flag, str(v)]
+    return out
+
+
 def real_data_or_skip() -> Path:
     """../shared/data when present, else skip the test."""
     if not (REAL_DATA / "imdb.npz").is_file():

@@ -20,7 +20,7 @@ import pytest
 
 from conftest import ROOT
 from synthetic import idx_bytes, write_imdb, write_mnist
-from test_fit import flags
+from conftest import flags
 from lit_regularize.data import imdb as imdb_mod
 from lit_regularize.data.imdb import IMDB_ORIGIN, IMDB_SHA256, fetch_imdb
 

@@ -13,7 +13,7 @@ import torch
 from matplotlib.collections import PolyCollection
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import ROOT
+from conftest import ROOT, flags
 from lit_regularize.compare import available_studies, compare, load_study, read_runs, study_configs
 from lit_regularize.config import make_config
 from lit_regularize.errors import UserError
@@ -37,12 +37,6 @@ runs:
 """
 
 
-def flags(over: dict) -> list[str]:
-    out = []
-    for k, v in over.items():
-        flag = "--" + k.replace("_", "-")
-        out += ([flag] if v else ["--no-" + k.replace("_", "-")]) if isinstance(v, bool) else [flag, str(v)]
-    return out
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import pytorch_lightning as pl
 import torch
 
 from conftest import ROOT
-from test_fit import flags
+from conftest import flags
 from lit_regularize import files as files_mod
 from lit_regularize.config import make_config
 from lit_regularize.files import AtomicCheckpointIO

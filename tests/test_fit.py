@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, real_data_or_skip
+from conftest import ROOT, flags, real_data_or_skip
 from lit_regularize.config import make_config
 from lit_regularize.run import run
 
@@ -18,15 +18,6 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import fit  # noqa: E402
 
 
-def flags(over: dict) -> list[str]:
-    out = []
-    for k, v in over.items():
-        flag = "--" + k.replace("_", "-")
-        if isinstance(v, bool):
-            out.append(flag if v else "--no-" + k.replace("_", "-"))
-        else:
-            out += [flag, str(v)]
-    return out
 
 
 def test_fit_writes_checkpoint_tensorboard_and_complete_summary(quick, capsys):

@@ -15,7 +15,7 @@ from typing import Any
 import optuna
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, flags
 from lit_regularize import tuning
 from lit_regularize.config import make_config
 from lit_regularize.errors import ConfigError
@@ -28,13 +28,6 @@ States = optuna.trial.TrialState
 LR_SPACE = {"lr": {"type": "float", "low": 1e-3, "high": 2e-2, "log": True}}
 
 
-def flags(over: dict) -> list[str]:
-    """Config overrides as command-line flags."""
-    out = []
-    for k, v in over.items():
-        flag = "--" + k.replace("_", "-")
-        out += ([flag] if v else ["--no-" + k.replace("_", "-")]) if isinstance(v, bool) else [flag, str(v)]
-    return out
 
 
 def write_space(path: Path, space: dict) -> Path:
