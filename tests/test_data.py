@@ -135,3 +135,16 @@ def test_missing_mnist_files_are_one_clear_error(tmp_path):
     cfg = make_config({"data": "mnist", "data_dir": str(tmp_path / "nothing"), "logdir": str(tmp_path)})
     with pytest.raises(DataError, match="idx files not found.*--data-dir"):
         build_datamodule(cfg).setup()
+
+
+def test_iterated_kfold_reshuffles_per_repeat():
+    from lit_regularize.data.splits import kfold_split
+
+    pool = np.arange(40)
+    first = [kfold_split(pool, 4, f, seed=3)[1] for f in range(4)]
+    second = [kfold_split(pool, 4, f, seed=3)[1] for f in range(4, 8)]
+    for folds in (first, second):  # each repeat's validation chunks partition the pool
+        assert sorted(np.concatenate(folds).tolist()) == list(range(40))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, second))
+    train, val = kfold_split(pool, 4, 5, seed=3)
+    assert not set(train) & set(val) and len(train) + len(val) == 40
