@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 import random
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -62,11 +61,10 @@ class History(pl.Callback):
         random.setstate(state_dict["python_rng"])
 
 
-class CheckpointOnInterrupt(pl.Callback):
-    """On Ctrl-C / SIGTERM, record what stopped the fit; last.ckpt (path) stays at the last finished epoch."""
+class InterruptReason(pl.Callback):
+    """Records what exception stopped the fit (Ctrl-C, SIGTERM, a bug), so run() can tell them apart."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+    def __init__(self) -> None:
         self.interrupted_by: str | None = None
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:

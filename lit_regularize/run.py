@@ -19,7 +19,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from lit_regularize.callbacks import CheckpointOnInterrupt, History
+from lit_regularize.callbacks import History, InterruptReason
 from lit_regularize.config import Config, config_from_run_dir
 from lit_regularize.data import SplitDataModule, build_datamodule
 from lit_regularize.errors import UserError
@@ -66,7 +66,7 @@ def make_callbacks(cfg: Config, ckpt_dir: Path, validating: bool) -> list[pl.Cal
     """Checkpoint on best val/loss (+ last), EarlyStopping (always checking for NaN/inf), history."""
     # Lightning 2.6's save_last only writes when a top-k checkpoint was written in the same step, so last.ckpt
     # would lag at the best epoch; a monitor-less checkpoint named "last" is rewritten every epoch instead.
-    callbacks: list[pl.Callback] = [History(), CheckpointOnInterrupt(ckpt_dir / "last.ckpt"),
+    callbacks: list[pl.Callback] = [History(), InterruptReason(),
                                     ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
                                                     enable_version_counter=False)]
     if validating:
@@ -82,7 +82,7 @@ def make_callbacks(cfg: Config, ckpt_dir: Path, validating: bool) -> list[pl.Cal
 
     callbacks.append(TensorBoardExtras())
     if cfg.progress:
-        callbacks.append(TQDMProgressBar(refresh_rate=max(1, 20)))
+        callbacks.append(TQDMProgressBar(refresh_rate=20))
     return callbacks
 
 
@@ -159,7 +159,7 @@ def run(cfg: Config, extra_callbacks: Sequence[pl.Callback] = (), resume_dir: Op
         np.savez_compressed(log_dir / "split.npz", **split)
     ckpt_path = str(ckpt_dir / "last.ckpt") if resume_dir is not None else None
     history_cb: History = _callback(callbacks, History)
-    interrupt_cb: CheckpointOnInterrupt = _callback(callbacks, CheckpointOnInterrupt)
+    interrupt_cb: InterruptReason = _callback(callbacks, InterruptReason)
     summary: dict[str, Any] = {"status": "running", "config": cfg.to_dict(), "seed": cfg.seed,
                                "n_params": count_parameters(model), "log_dir": str(log_dir),
                                "version": logger.version}
