@@ -26,7 +26,7 @@ import yaml
 
 from lit_regularize.config import FIELDS, Config, check_keys, load_yaml, make_config
 from lit_regularize.errors import ConfigError, UserError
-from lit_regularize.files import atomic_write, write_json
+from lit_regularize.files import atomic_write, read_json, write_json
 
 STUDIES_DIR = Path(__file__).resolve().parents[1] / "configs" / "studies"
 # Settings that decide which examples train and validate: they must not differ inside a study.
@@ -143,7 +143,7 @@ def finished_run(cfg: Config) -> Optional[dict[str, Any]]:
     want = json.loads(json.dumps(cfg.to_dict()))
     for path in sorted(root.glob("version_*/summary.json")):
         try:
-            s = json.loads(path.read_text())
+            s = read_json(path)
         except (OSError, ValueError):  # unreadable: not reusable, the run is trained again
             continue
         if s.get("status") == "completed" and s.get("config") == want:
@@ -175,7 +175,7 @@ def run_study(configs: Mapping[str, Sequence[Config]], rerun: bool = False,
 
 def _read_summary(path: Path) -> dict[str, Any]:
     try:
-        s = json.loads(path.read_text())
+        s = read_json(path)
     except (OSError, ValueError) as e:
         raise UserError(f"{path}: not a readable summary.json ({type(e).__name__})") from None
     if not isinstance(s, dict) or "config" not in s:

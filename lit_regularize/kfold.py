@@ -27,6 +27,12 @@ def fold_configs(cfg: Config) -> list[Config]:
     return [cfg.replace(fold=f, name=f"{cfg.run_name}/fold_{f}") for f in range(cfg.kfold * cfg.kfold_repeats)]
 
 
+def refit_config(cfg: Config, epochs: int, name: str) -> Config:
+    """Train on every training example (no validation split) for a fixed number of epochs."""
+    return cfg.replace(kfold=0, fold=None, val_size=0, val_on_test=False, max_epochs=epochs, early_stopping=False,
+                       name=name)
+
+
 def _fold_worker(cfg: Config, threads: int) -> dict[str, Any]:
     """One fold in a worker process (module level so that it pickles)."""
     import torch
@@ -132,8 +138,7 @@ def run_kfold(cfg: Config, verbose: bool = True) -> dict[str, Any]:
     histories = [s["history"] for s in fold_summaries]
     curves = mean_curves(histories)
     best = chosen_epoch(curves["val_loss"])
-    refit = run(cfg.replace(kfold=0, fold=None, val_size=0, max_epochs=best, early_stopping=False,
-                            name=f"{cfg.run_name}/refit"))
+    refit = run(refit_config(cfg, best, f"{cfg.run_name}/refit"))
     parent = Path(cfg.logdir) / cfg.run_name
     repeats = f" x {cfg.kfold_repeats}" if cfg.kfold_repeats > 1 else ""
     fig = fold_figure(histories, curves["val_loss"], best,
@@ -174,5 +179,5 @@ def _n_train(refit: dict[str, Any]) -> int:
         return int(len(f["train_idx"]))
 
 
-__all__ = ["fold_configs", "run_kfold", "run_folds", "mean_curves", "chosen_epoch", "format_curves",
+__all__ = ["fold_configs", "refit_config", "run_kfold", "run_folds", "mean_curves", "chosen_epoch", "format_curves",
            "KFOLD_FIGURE"]

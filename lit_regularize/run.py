@@ -175,8 +175,7 @@ def run(cfg: Config, extra_callbacks: Sequence[pl.Callback] = (), resume_dir: Op
             write_json(log_dir / SUMMARY, summary)
         raise RunInterrupted(log_dir, reason) from None
     # Testing a checkpoint restores callback state, so keep the fit's own history first.
-    history_cb.history = copy.deepcopy(history_cb.history)
-    fitted_history = history_cb.history
+    fitted_history = copy.deepcopy(history_cb.history)
     test = {"last": _test(trainer, model, dm, None)}
     ckpt_cb = next((c for c in callbacks if isinstance(c, ModelCheckpoint) and c.monitor == MONITOR), None)
     # A run that was never finite has no best epoch, so no best checkpoint either.

@@ -687,12 +687,13 @@ def write_report(study: optuna.Study, out: str | os.PathLike, top: int = 10) -> 
 def refit_best(study: optuna.Study, all_data: bool = False) -> Evaluation:
     """Retrain the best trial's config with its seed; all_data: on train+val for its best epoch count."""
     best = study.best_trial
+    from lit_regularize.kfold import refit_config
+
     cfg = make_config(best.user_attrs["config"], source=f"trial {best.number}")
-    cfg = cfg.replace(name=f"{study.study_name}/refit_trial_{best.number:04d}")
+    name = f"{study.study_name}/refit_trial_{best.number:04d}"
     if all_data:
-        cfg = cfg.replace(kfold=0, fold=None, val_size=0, val_on_test=False, early_stopping=False,
-                          max_epochs=int(best.user_attrs["best_epoch"]))
-    return evaluate(cfg)
+        return evaluate(refit_config(cfg, int(best.user_attrs["best_epoch"]), name))
+    return evaluate(cfg.replace(name=name))
 
 
 def _worker_main(argv: Sequence[str]) -> int:
