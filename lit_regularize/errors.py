@@ -1,4 +1,7 @@
-"""User-facing errors: scripts print these as one line and exit non-zero (real bugs keep their traceback)."""
+"""User-facing errors: commands print these as one line and exit non-zero (real bugs keep their traceback)."""
+from __future__ import annotations
+
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -11,3 +14,16 @@ class ConfigError(UserError):
 
 class DataError(UserError):
     """A data file that is missing, unreadable or malformed."""
+
+
+class RunInterrupted(Exception):
+    """Training was stopped by Ctrl-C or SIGTERM; summary.json was written with status 'interrupted'."""
+
+    def __init__(self, log_dir: Path | str, reason: str) -> None:
+        super().__init__(f"interrupted ({reason}); resume with --resume {log_dir}")
+        self.log_dir = Path(log_dir)
+        self.reason = reason
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        # a custom __init__ does not survive pickling by default; k-fold and sweep workers send these across
+        return (RunInterrupted, (str(self.log_dir), self.reason))

@@ -1,7 +1,7 @@
 """The one LightningModule: an MLP whose capacity and regularizers are config switches."""
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Literal, Optional
 
 import pytorch_lightning as pl
 import torch
@@ -9,7 +9,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchmetrics
 
-from lit_regularize.config import Config
 from lit_regularize.penalties import weight_penalty
 from lit_regularize.sparse import MultiHotLinear
 
@@ -20,32 +19,43 @@ OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
 }
 
 
-def build_mlp(c: Config, n_features: int, n_outputs: int) -> nn.Sequential:
+def build_mlp(n_features: int, n_outputs: int, hidden: int, layers: int, dropout: float = 0.0,
+              batchnorm: bool = False, bn_position: str = "before") -> nn.Sequential:
     """input -> layers x (Linear -> [BatchNorm] -> ReLU -> [Dropout]) -> Linear(n_outputs)."""
     modules: list[nn.Module] = []
     width_in = n_features
-    for i in range(c.layers):
-        modules.append(MultiHotLinear(width_in, c.hidden) if i == 0 else nn.Linear(width_in, c.hidden))
+    for i in range(layers):
+        modules.append(MultiHotLinear(width_in, hidden) if i == 0 else nn.Linear(width_in, hidden))
         block: list[nn.Module] = [nn.ReLU()]
-        if c.batchnorm:
-            block.insert(0 if c.bn_position == "before" else 1, nn.BatchNorm1d(c.hidden))
-        if c.dropout > 0:
-            block.append(nn.Dropout(c.dropout))
+        if batchnorm:
+            block.insert(0 if bn_position == "before" else 1, nn.BatchNorm1d(hidden))
+        if dropout > 0:
+            block.append(nn.Dropout(dropout))
         modules += block
-        width_in = c.hidden
+        width_in = hidden
     modules.append(nn.Linear(width_in, n_outputs))
     return nn.Sequential(*modules)
 
 
 class RegularizedMLP(pl.LightningModule):
-    """MLP classifier; 1 logit + BCE for two classes, else n_classes logits + cross-entropy."""
+    """MLP classifier; 1 logit + BCE for two classes, else n_classes logits + cross-entropy.
 
-    def __init__(self, config: dict[str, Any], n_features: int, n_classes: int) -> None:
+    The constructor takes model and optimization settings only, so a checkpoint loads with
+    `RegularizedMLP.load_from_checkpoint(path)` and carries no run paths.
+    """
+
+    def __init__(self, n_features: int, n_classes: int, hidden: int = 16, layers: int = 2, dropout: float = 0.0,
+                 batchnorm: bool = False, bn_position: Literal["before", "after"] = "before", l1: float = 0.0,
+                 l2: float = 0.0, l1_layers: Optional[list[int]] = None, l2_layers: Optional[list[int]] = None,
+                 optimizer: Literal["rmsprop", "adam", "sgd"] = "rmsprop", lr: float = 1e-3,
+                 weight_decay: float = 0.0) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.cfg = Config(**config)
+        self.l1, self.l2, self.l1_layers, self.l2_layers = l1, l2, l1_layers, l2_layers
+        self.optimizer_name, self.lr, self.weight_decay = optimizer, lr, weight_decay
         self.binary = n_classes == 2
-        self.net = build_mlp(self.cfg, n_features, 1 if self.binary else n_classes)
+        self.net = build_mlp(n_features, 1 if self.binary else n_classes, hidden, layers, dropout, batchnorm,
+                             bn_position)
         task = {"task": "binary"} if self.binary else {"task": "multiclass", "num_classes": n_classes}
         self.val_acc = torchmetrics.Accuracy(**task)
         self.test_acc = torchmetrics.Accuracy(**task)
@@ -55,6 +65,7 @@ class RegularizedMLP(pl.LightningModule):
         self.train_loss = torchmetrics.MeanMetric(nan_strategy="disable")
         self.train_penalty = torchmetrics.MeanMetric(nan_strategy="disable")
         self.test_loss = torchmetrics.MeanMetric(nan_strategy="disable")
+        self.test_prefix = "test"  # run() sets test_best / test_last before each test pass
 
     # -- pieces ---------------------------------------------------------------------------------------
     def linears(self) -> list[nn.Linear]:
@@ -73,8 +84,8 @@ class RegularizedMLP(pl.LightningModule):
 
     def penalty(self) -> torch.Tensor:
         """The L1/L2 weight penalty (zero when both strengths are 0)."""
-        return weight_penalty(self.linears(), {"l1": self.cfg.l1, "l2": self.cfg.l2},
-                              {"l1": self.cfg.l1_layers, "l2": self.cfg.l2_layers})
+        return weight_penalty(self.linears(), {"l1": self.l1, "l2": self.l2},
+                              {"l1": self.l1_layers, "l2": self.l2_layers})
 
     def _preds(self, logits: torch.Tensor) -> torch.Tensor:
         return (logits > 0).long() if self.binary else logits.argmax(-1)
@@ -90,7 +101,7 @@ class RegularizedMLP(pl.LightningModule):
         x, y = batch
         loss = self.data_loss(self(x), y)
         self.train_loss.update(loss.detach(), weight=len(y))
-        if self.cfg.l1 or self.cfg.l2:
+        if self.l1 or self.l2:
             penalty = self.penalty()
             self.train_penalty.update(penalty.detach(), weight=len(y))
             loss = loss + penalty
@@ -103,7 +114,7 @@ class RegularizedMLP(pl.LightningModule):
     def train_epoch_metrics(self) -> dict[str, float]:
         """This epoch's mean data loss (and penalty, when there is one) so far."""
         out = {"train/loss": float(self.train_loss.compute())}
-        if self.cfg.l1 or self.cfg.l2:
+        if self.l1 or self.l2:
             out["train/penalty"] = float(self.train_penalty.compute())
         return out
 
@@ -130,24 +141,24 @@ class RegularizedMLP(pl.LightningModule):
         self._eval_step(batch, self.test_loss, self.test_acc)
 
     def on_test_epoch_end(self) -> None:
-        self.log("test/loss", self.test_loss.compute())
-        self.log("test/acc", self.test_acc.compute())
+        self.log(f"{self.test_prefix}/loss", self.test_loss.compute())
+        self.log(f"{self.test_prefix}/acc", self.test_acc.compute())
         self.test_loss.reset()
         self.test_acc.reset()
 
     # -- optimization ---------------------------------------------------------------------------------
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return OPTIMIZERS[self.cfg.optimizer](self.parameters(), lr=self.cfg.lr)
+        return OPTIMIZERS[self.optimizer_name](self.parameters(), lr=self.lr)
 
     def _decayed(self) -> Iterator[torch.Tensor]:
         return (lin.weight for lin in self.linears())
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Decoupled decay (AdamW-style) for every optimizer: shrink weights before the update, not via grads.
-        if self.cfg.weight_decay:
+        if self.weight_decay:
             with torch.no_grad():
                 for w in self._decayed():
-                    w.mul_(1.0 - self.cfg.lr * self.cfg.weight_decay)
+                    w.mul_(1.0 - self.lr * self.weight_decay)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -155,4 +166,21 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-__all__ = ["RegularizedMLP", "build_mlp", "count_parameters", "OPTIMIZERS"]
+def layer_summary(model: RegularizedMLP) -> str:
+    """The network layer by layer with parameter counts (what keras' model.summary() shows)."""
+    rows = []
+    for i, m in enumerate(model.net):
+        if isinstance(m, nn.Linear):
+            what = f"Linear({m.in_features} -> {m.out_features})"
+        elif isinstance(m, nn.BatchNorm1d):
+            what = f"BatchNorm1d({m.num_features})"
+        elif isinstance(m, nn.Dropout):
+            what = f"Dropout({m.p})"
+        else:
+            what = type(m).__name__
+        rows.append(f"  {i:>2}  {what:<28s} {count_parameters(m):>12,d}")
+    head = f"  {'#':>2}  {'layer':<28s} {'parameters':>12s}"
+    return "\n".join([head, *rows, f"  {'':>2}  {'total':<28s} {count_parameters(model):>12,d}"])
+
+
+__all__ = ["RegularizedMLP", "build_mlp", "count_parameters", "layer_summary", "OPTIMIZERS"]

@@ -1,224 +1,264 @@
 """One training run from a Config: fit, evaluate best and last weights, write summary.json.
 
-fit.py, sweep trials, k-fold and the benchmark all call `run`, so callbacks, logging and checkpoints
-behave the same everywhere.
+fit, sweep trials, k-fold and the benchmark all call `run`, so callbacks, logging and checkpoints behave the same
+everywhere. This is the only place that maps a Config onto the components' own constructors.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
-import math
 import os
+import signal
 import time
-import warnings
-from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
-import numpy as np
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
-from pytorch_lightning.loggers import TensorBoardLogger
 
 from lit_regularize.callbacks import History, InterruptReason
-from lit_regularize.config import Config, config_from_run_dir
-from lit_regularize.data import SplitDataModule, build_datamodule
-from lit_regularize.errors import UserError
-from lit_regularize.files import AtomicCheckpointIO, write_json, write_yaml
-from lit_regularize.model import RegularizedMLP, count_parameters
+from lit_regularize.config import Config
+from lit_regularize.data.base import SplitDataModule
+from lit_regularize.errors import ConfigError, RunInterrupted, UserError
+from lit_regularize.model import RegularizedMLP, count_parameters, layer_summary
+from lit_regularize.rundir import RunDir
+from lit_regularize.summary import RunSummary, best_of
+from lit_regularize.trainer import RunLogger, callback, make_callbacks, make_trainer
 
-SUMMARY = "summary.json"
-MONITOR = "val/loss"
-
-# Lightning's advice-level chatter (no GPU found, few workers, small logging interval) drowns the useful lines.
-for _msg in (".*does not have many workers.*", ".*number of training batches.*", ".*GPU available but not used.*",
-             ".*The total number of parameters detected.*", ".*Checkpoint directory.*exists and is not empty.*",
-             ".*LeafSpec.*", ".*treespec.*", ".*overridden `transfer_batch_to_device`.*"):
-    warnings.filterwarnings("ignore", message=_msg)
-
-
-class RunInterrupted(Exception):
-    """Training was stopped by Ctrl-C or SIGTERM; summary.json was written with status 'interrupted'."""
-
-    def __init__(self, log_dir: Path, reason: str) -> None:
-        super().__init__(f"interrupted ({reason}); resume with --resume {log_dir}")
-        self.log_dir = log_dir
+# The settings shown as TensorBoard HParams: what describes the experiment (plus what a study searched).
+HPARAM_KEYS = ("data", "reg", "hidden", "layers", "l1", "l2", "dropout", "batchnorm", "optimizer", "lr",
+               "batch_size", "max_epochs")
+RUN_DIR_ENV = "LIT_REGULARIZE_RUN_DIR"  # DDP ranks > 0 (started by Lightning as new processes) join rank 0's folder
+INTERRUPTS = ("KeyboardInterrupt", "SIGTERMException", "Terminated")
 
 
-class RunLogger(TensorBoardLogger):
-    """TensorBoard logger that writes hparams only once, at the end, with real metrics (no hp_metric=-1)."""
-
-    def log_hyperparams(self, params: Any, metrics: Optional[dict[str, Any]] = None) -> None:
-        if metrics is not None:
-            super().log_hyperparams(params, metrics)
+class Terminated(BaseException):
+    """SIGTERM outside Lightning's own handling (set-up, between fit and test, writing the summary)."""
 
 
-def flat_hparams(cfg: Config) -> dict[str, Any]:
-    """Config as TensorBoard-HParams-safe scalars."""
-    return {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in cfg.to_dict().items()}
+def build_datamodule(cfg: Config) -> SplitDataModule:
+    """The DataModule of cfg.data with its own arguments."""
+    split = dict(batch_size=cfg.batch_size, val_size=cfg.val_size, train_size=cfg.train_size,
+                 val_on_test=cfg.val_on_test, kfold=cfg.kfold, fold=cfg.fold, merge_val=cfg.merge_val, seed=cfg.seed,
+                 shuffle=cfg.shuffle, num_workers=cfg.num_workers)
+    if cfg.data == "imdb":
+        from lit_regularize.data.imdb import IMDBDataModule
+
+        return IMDBDataModule(cfg.resolved_data_dir(), num_words=cfg.num_words, dense=cfg.input_format == "dense",
+                              **split)
+    if cfg.data in ("mnist", "fashion_mnist"):
+        from lit_regularize.data.mnist import MNISTDataModule
+
+        return MNISTDataModule(cfg.resolved_data_dir(), name=cfg.data, n_per_class=cfg.n_per_class,  # type: ignore
+                               augment=cfg.augment, hflip=cfg.hflip, **split)
+    from lit_regularize.data.custom import custom_datamodule
+
+    return custom_datamodule(cfg, split)
 
 
-def make_logger(cfg: Config, version: Optional[int] = None) -> RunLogger:
-    """TensorBoard logger at <logdir>/<name>/version_<k>."""
-    return RunLogger(save_dir=cfg.logdir, name=cfg.run_name, version=version, default_hp_metric=False)
+def build_model(cfg: Config, n_features: int, n_classes: int) -> RegularizedMLP:
+    """The LightningModule with the model and optimization settings of cfg."""
+    return RegularizedMLP(n_features, n_classes, hidden=cfg.hidden, layers=cfg.layers, dropout=cfg.dropout,
+                          batchnorm=cfg.batchnorm, bn_position=cfg.bn_position, l1=cfg.l1, l2=cfg.l2,
+                          l1_layers=cfg.l1_layers, l2_layers=cfg.l2_layers, optimizer=cfg.optimizer, lr=cfg.lr,
+                          weight_decay=cfg.weight_decay)
 
 
-def make_callbacks(cfg: Config, ckpt_dir: Path, validating: bool) -> list[pl.Callback]:
-    """Checkpoint on best val/loss (+ last), EarlyStopping (always checking for NaN/inf), history."""
-    # Lightning 2.6's save_last only writes when a top-k checkpoint was written in the same step, so last.ckpt
-    # would lag at the best epoch; a monitor-less checkpoint named "last" is rewritten every epoch instead.
-    callbacks: list[pl.Callback] = [History(), InterruptReason(),
-                                    ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
-                                                    enable_version_counter=False)]
-    if validating:
-        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="best-epoch{epoch:03d}", monitor=MONITOR,
-                                         mode="min", save_top_k=1, auto_insert_metric_name=False))
-        # With --no-early-stopping the callback still ends a run whose val/loss turns NaN/inf.
-        patience = cfg.patience if cfg.early_stopping else 10 ** 9
-        callbacks.append(EarlyStopping(monitor=MONITOR, mode="min", patience=patience, check_finite=True))
-    # A NaN/inf training loss ends the run as well, also when nothing is validated (e.g. a k-fold refit).
-    callbacks.append(EarlyStopping(monitor="train/loss", mode="min", patience=10 ** 9, check_finite=True,
-                                   check_on_train_epoch_end=True))
-    from lit_regularize.tb_extras import TensorBoardExtras  # weight histograms, augmented-image grid
+def check_hardware(cfg: Config) -> None:
+    """An accelerator or device count the machine does not have is one error line, before any folder exists."""
+    import torch
 
-    callbacks.append(TensorBoardExtras())
-    if cfg.progress:
-        callbacks.append(TQDMProgressBar(refresh_rate=20))
-    return callbacks
+    if cfg.accelerator in ("gpu", "cuda"):
+        available = torch.cuda.device_count()
+        if not available:
+            raise ConfigError(f"--accelerator {cfg.accelerator}: no GPU is available on this machine "
+                              "(use --accelerator cpu or auto)")
+        d = cfg.devices.strip()
+        wanted = int(d) if d.isdigit() else len(d.split(",")) if "," in d else 1
+        if wanted > available:
+            raise ConfigError(f"--devices {cfg.devices}: only {available} GPU(s) available")
+    if cfg.accelerator == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ConfigError("--accelerator mps: Apple's MPS is not available on this machine")
 
 
-def make_trainer(cfg: Config, logger: Any, callbacks: Sequence[pl.Callback]) -> pl.Trainer:
-    """The Trainer every run uses."""
-    devices: Any = cfg.devices
-    if isinstance(devices, str) and devices.isdigit():
-        devices = int(devices)
-    return pl.Trainer(
-        max_epochs=cfg.max_epochs, accelerator=cfg.accelerator, devices=devices, strategy=cfg.strategy,
-        logger=logger, callbacks=list(callbacks), deterministic=cfg.deterministic,
-        enable_progress_bar=cfg.progress, enable_model_summary=cfg.progress, num_sanity_val_steps=0,
-        log_every_n_steps=50, plugins=[AtomicCheckpointIO()],
-    )
+class _Signals:
+    """SIGTERM as an exception around the whole run; inside Lightning's loops Lightning's own handling applies."""
+
+    def __init__(self) -> None:
+        self.received = False
+        self.in_lightning = False
+
+    def handler(self, signum: int, frame: Any) -> None:
+        self.received = True
+        if not self.in_lightning:
+            raise Terminated()
+
+    @contextlib.contextmanager
+    def lightning(self) -> Iterator[None]:
+        """Around trainer.fit / trainer.test: a SIGTERM that Lightning swallowed still ends the run after it."""
+        self.in_lightning = True
+        try:
+            yield
+        finally:
+            self.in_lightning = False
+        if self.received:
+            raise Terminated()
 
 
-def _test(trainer: pl.Trainer, model: RegularizedMLP, dm: SplitDataModule, ckpt: Optional[str]) -> dict[str, float]:
-    out = trainer.test(model, datamodule=dm, ckpt_path=ckpt, verbose=False)[0]
-    return {"loss": float(out["test/loss"]), "acc": float(out["test/acc"])}
+@contextlib.contextmanager
+def _sigterm_as_exception() -> Iterator[_Signals]:
+    signals = _Signals()
+    try:
+        previous = signal.signal(signal.SIGTERM, signals.handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield signals
+        return
+    try:
+        yield signals
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
-def _callback(callbacks: Sequence[pl.Callback], kind: type) -> Any:
-    return next((c for c in callbacks if isinstance(c, kind)), None)
+def _rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")) or 0)
 
 
-def best_of(history: dict[str, list]) -> tuple[Optional[int], Optional[float], Optional[float]]:
-    """(1-based epoch, val loss, val acc) of the lowest finite val loss in a history."""
-    vals = [(v, i) for i, v in enumerate(history.get("val_loss", [])) if v is not None and math.isfinite(v)]
-    if not vals:
-        return None, None, None
-    v, i = min(vals)
-    return history["epoch"][i], v, history["val_acc"][i]
+def _run_dir(cfg: Config, resume: Optional[RunDir]) -> RunDir:
+    if resume is not None:
+        return resume
+    if _rank() > 0 and os.environ.get(RUN_DIR_ENV):
+        return RunDir(os.environ[RUN_DIR_ENV])
+    return RunDir.claim(cfg.logdir, cfg.run_name)
 
 
-def latest_version(cfg: Config) -> Path:
-    """The newest version_<k> folder of cfg's run name (for --resume without a folder)."""
-    root = Path(cfg.logdir) / cfg.run_name
-    versions = sorted(root.glob("version_*"), key=lambda p: int(p.name.split("_")[-1]) if p.name.split("_")[-1]
-                      .isdigit() else -1)
-    if not versions:
-        raise UserError(f"--resume: no runs under {root}")
-    return versions[-1]
+def run(cfg: Config, extra_callbacks: Sequence[pl.Callback] = (), resume: Optional[RunDir] = None,
+        datamodule: Optional[SplitDataModule] = None, evaluate_test: bool = True,
+        hparam_keys: Sequence[str] = ()) -> RunSummary:
+    """Fit cfg, test the best and last weights (unless evaluate_test is False), write summary.json; return it.
 
-
-def resume_config(run_dir: str | os.PathLike, overrides: dict[str, Any] | None = None) -> Config:
-    """The saved config of run_dir, with overrides (e.g. a larger max_epochs)."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "checkpoints" / "last.ckpt").is_file():
-        raise UserError(f"--resume {run_dir}: no checkpoints/last.ckpt to resume from")
-    return config_from_run_dir(run_dir).replace(**(overrides or {}))
-
-
-def run(cfg: Config, extra_callbacks: Sequence[pl.Callback] = (), resume_dir: Optional[str | os.PathLike] = None,
-        datamodule: Optional[SplitDataModule] = None, version: Optional[int] = None) -> dict[str, Any]:
-    """Fit cfg, test the best and last weights, write summary.json in the run folder and return it."""
+    Bad input fails before any folder exists. Every way out (done, Ctrl-C, SIGTERM, a bug) leaves a summary.json
+    whose status says which: completed, interrupted (RunInterrupted is raised) or failed (the error is re-raised).
+    """
     t_start = time.perf_counter()
+    check_hardware(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = datamodule or build_datamodule(cfg)
+    dm.prepare_data()
     dm.setup("fit")  # bad data fails here, before any folder is created
-    model = RegularizedMLP(cfg.to_dict(), dm.n_features, dm.n_classes)
-    if resume_dir is not None:
-        version = int(Path(resume_dir).name.split("_")[-1])
-    logger = make_logger(cfg, version)
-    log_dir = Path(logger.log_dir)
-    ckpt_dir = log_dir / "checkpoints"
-    callbacks = make_callbacks(cfg, ckpt_dir, dm.has_validation) + list(extra_callbacks)
-    trainer = make_trainer(cfg, logger, callbacks)
-    if trainer.is_global_zero:
+    model = build_model(cfg, dm.n_features, dm.n_classes)
+    rundir = _run_dir(cfg, resume)
+    previous = rundir.read_summary() if resume is not None else None
+    logger = RunLogger(save_dir=str(rundir.path.parent), name="", version=rundir.path.name, default_hp_metric=False)
+    logger.hparams.update(cfg.to_dict())  # hparams.yaml holds the resolved config
+    callbacks = make_callbacks(rundir.checkpoint_dir, dm.has_validation, cfg.patience, cfg.early_stopping,
+                               cfg.progress, cfg.histogram_every) + list(extra_callbacks)
+    trainer = make_trainer(logger, callbacks, cfg.max_epochs, cfg.accelerator, cfg.devices, cfg.strategy,
+                           cfg.deterministic, cfg.progress)
+    history_cb: History = callback(callbacks, History)
+    interrupt_cb: InterruptReason = callback(callbacks, InterruptReason)
+    summary = RunSummary(config=cfg.to_dict(), seed=cfg.seed, n_params=count_parameters(model), run_dir=rundir.path)
+    zero = trainer.is_global_zero
+    with _sigterm_as_exception() as signals:
         try:
-            write_yaml(log_dir / "config.yaml", cfg.to_dict())
-        except OSError as e:
-            raise UserError(f"--logdir {cfg.logdir}: cannot create the run folder {log_dir} ({e.strerror})") from None
-        split = {k: v for k, v in dm.split_record().items() if v is not None}
-        np.savez_compressed(log_dir / "split.npz", **split)
-    ckpt_path = str(ckpt_dir / "last.ckpt") if resume_dir is not None else None
-    history_cb: History = _callback(callbacks, History)
-    interrupt_cb: InterruptReason = _callback(callbacks, InterruptReason)
-    summary: dict[str, Any] = {"status": "running", "config": cfg.to_dict(), "seed": cfg.seed,
-                               "n_params": count_parameters(model), "log_dir": str(log_dir),
-                               "version": logger.version}
-    try:
-        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
-    except BaseException as e:  # Lightning turns Ctrl-C into sys.exit(1) and SIGTERM into SIGTERMException
-        reason = interrupt_cb.interrupted_by or type(e).__name__
-        if reason not in ("KeyboardInterrupt", "SIGTERMException"):
+            if zero:
+                rundir.write_config(cfg)
+                if resume is None:
+                    rundir.write_split(dm.split_record())
+                summary.write()
+                if cfg.progress:
+                    print(f"{rundir.path}\n{layer_summary(model)}")
+            os.environ[RUN_DIR_ENV] = str(rundir.path)
+            ckpt = str(rundir.last_checkpoint) if resume is not None else None
+            with signals.lightning():
+                trainer.fit(model, datamodule=dm, ckpt_path=ckpt)
+            # Testing a checkpoint restores callback state, so keep the fit's own history first.
+            history = copy.deepcopy(history_cb.history)
+            _fill(summary, cfg, trainer, history, history_cb.non_finite, t_start)
+            best = rundir.keep_best(summary.best_epoch) if zero else None
+            summary.best_checkpoint = rundir.rel(best)
+            summary.last_checkpoint = rundir.rel(rundir.last_checkpoint)
+            if evaluate_test:
+                with signals.lightning():
+                    summary.test = {"last": _test(trainer, model, dm, None, "test_last")}
+                    # A run that was never finite has no best epoch: its best weights are its last.
+                    summary.test["best"] = (_test(trainer, model, dm, str(best), "test_best") if best is not None
+                                            else summary.test["last"])
+            summary.status, summary.exit_code, summary.wall_time = "completed", 0, time.perf_counter() - t_start
+            if zero:
+                _log_hparams(logger, cfg, summary, hparam_keys, again=previous is not None and
+                             previous.status == "completed")
+                logger.finalize("success")
+                summary.write()
+        except BaseException as e:
+            reason = interrupt_cb.interrupted_by if interrupt_cb.interrupted_by in INTERRUPTS else type(e).__name__
+            if isinstance(e, Terminated):
+                reason = "SIGTERM"
+            elif reason == "SIGTERMException":
+                reason = "SIGTERM"
+            interrupted = reason in ("KeyboardInterrupt", "SIGTERM")
+            if summary.epochs_run == 0:  # not filled yet (a later test pass may have restored older callback state)
+                _fill(summary, cfg, trainer, history_cb.history, history_cb.non_finite, t_start)
+            summary.status = "interrupted" if interrupted else "failed"
+            summary.stop_reason = reason if interrupted else summary.stop_reason
+            summary.exit_code = 130 if interrupted else (2 if isinstance(e, UserError) else 1)
+            if not interrupted:
+                summary.error = f"{type(e).__name__}: {e}"
+            if zero:
+                with contextlib.suppress(Exception):
+                    summary.write()
+            if interrupted:
+                raise RunInterrupted(rundir.path, reason) from None
             raise
-        summary.update(_finish(cfg, trainer, history_cb, ckpt_dir, None, None, t_start))
-        summary.update(status="interrupted", stop_reason=reason)
-        if trainer.is_global_zero:
-            write_json(log_dir / SUMMARY, summary)
-        raise RunInterrupted(log_dir, reason) from None
-    # Testing a checkpoint restores callback state, so keep the fit's own history first.
-    fitted_history = copy.deepcopy(history_cb.history)
-    test = {"last": _test(trainer, model, dm, None)}
-    ckpt_cb = next((c for c in callbacks if isinstance(c, ModelCheckpoint) and c.monitor == MONITOR), None)
-    # A run that was never finite has no best epoch, so no best checkpoint either.
-    best_path = ckpt_cb.best_model_path if ckpt_cb is not None and best_of(fitted_history)[0] else ""
-    if best_path:
-        test["best"] = _test(trainer, model, dm, best_path)
-    else:
-        test["best"] = test["last"]
-    history_cb.history = fitted_history
-    summary.update(_finish(cfg, trainer, history_cb, ckpt_dir, test, best_path, t_start))
-    summary["status"] = "completed"
-    if trainer.is_global_zero:
-        metrics = {"hp/best_val_loss": summary["best_val_loss"], "hp/best_val_acc": summary["best_val_acc"],
-                   "hp/test_acc_best": test["best"]["acc"], "hp/test_acc_last": test["last"]["acc"]}
-        logger.log_hyperparams(flat_hparams(cfg), {k: (v if v is not None else float("nan"))
-                                                   for k, v in metrics.items()})
-        logger.finalize("success")
-        write_json(log_dir / SUMMARY, summary)
-    # DDP: ranks > 0 guessed their own version folder before the launch; every rank returns rank 0's summary.
+        finally:
+            os.environ.pop(RUN_DIR_ENV, None)
+    # DDP: every rank returns rank 0's summary.
     return trainer.strategy.broadcast(summary)
 
 
-def _finish(cfg: Config, trainer: pl.Trainer, history_cb: History, ckpt_dir: Path,
-            test: Optional[dict], best_path: Optional[str], t_start: float) -> dict[str, Any]:
-    history = history_cb.history
-    best_epoch, best_val_loss, best_val_acc = best_of(history)
-    if history_cb.non_finite:
-        reason = "non_finite_loss"
-    elif len(history["epoch"]) < cfg.max_epochs and trainer.should_stop:
-        reason = "early_stopping"
+def _test(trainer: pl.Trainer, model: RegularizedMLP, dm: SplitDataModule, ckpt: Optional[str],
+          prefix: str) -> dict[str, float]:
+    model.test_prefix = prefix
+    out = trainer.test(model, datamodule=dm, ckpt_path=ckpt, verbose=False)[0]
+    return {"loss": float(out[f"{prefix}/loss"]), "acc": float(out[f"{prefix}/acc"])}
+
+
+def _fill(summary: RunSummary, cfg: Config, trainer: pl.Trainer, history: dict[str, list], non_finite: bool,
+          t_start: float) -> None:
+    """Epochs, best epoch and stop reason from the fit's history."""
+    summary.history = history
+    summary.epochs_run = len(history["epoch"])
+    summary.best_epoch, summary.best_val_loss, summary.best_val_acc = best_of(history)
+    if non_finite:
+        summary.stop_reason = "non_finite_loss"
+    elif summary.epochs_run < cfg.max_epochs and trainer.should_stop:
+        summary.stop_reason = "early_stopping"
     else:
-        reason = "max_epochs"
-    return {"stop_reason": reason, "epochs_run": len(history["epoch"]), "global_step": trainer.global_step,
-            "best_epoch": best_epoch, "best_val_loss": best_val_loss, "best_val_acc": best_val_acc,
-            "history": history, "test": test, "best_checkpoint": best_path or None,
-            "last_checkpoint": str(ckpt_dir / "last.ckpt"), "wall_time": time.perf_counter() - t_start}
+        summary.stop_reason = "max_epochs"
+    summary.wall_time = time.perf_counter() - t_start
+
+
+def _log_hparams(logger: RunLogger, cfg: Config, summary: RunSummary, extra_keys: Sequence[str],
+                 again: bool) -> None:
+    """The HParams record: the experiment's settings, booleans as booleans, with the run's real metrics."""
+    nan = float("nan")
+    metrics = {"hp/best_val_loss": summary.best_val_loss, "hp/best_val_acc": summary.best_val_acc}
+    if summary.test:
+        metrics.update({"hp/test_acc_best": summary.test["best"]["acc"], "hp/test_acc_last": summary.test["last"]["acc"]})
+    metrics = {k: (nan if v is None else v) for k, v in metrics.items()}
+    if again:  # a resumed run that already has its HParams record only updates the metrics
+        logger.log_metrics(metrics, step=0)
+        return
+    values = cfg.to_dict()
+    params = {k: values[k] for k in (*HPARAM_KEYS, *extra_keys) if k in values}
+    params = {k: (v if isinstance(v, (bool, int, float, str)) else str(v)) for k, v in params.items()}
+    logger.log_hyperparams(params, metrics)
+    logger.hparams = cfg.to_dict()  # log_hyperparams replaced it; hparams.yaml keeps the whole resolved config
 
 
 def quiet_lightning() -> None:
-    """Keep Lightning's info lines (GPU/TPU availability, LOCAL_RANK) out of script output."""
+    """Keep Lightning's info lines (GPU/TPU availability, LOCAL_RANK) out of command output."""
     for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-__all__ = ["run", "RunInterrupted", "SUMMARY", "MONITOR", "best_of", "latest_version", "resume_config",
-           "make_callbacks", "make_trainer", "make_logger", "quiet_lightning"]
+__all__ = ["run", "build_datamodule", "build_model", "check_hardware", "quiet_lightning", "HPARAM_KEYS",
+           "Terminated"]

@@ -31,8 +31,8 @@ class TensorBoardExtras(pl.Callback):
     """Per epoch: histogram of each Linear layer's weights (subsampled), mean |w| and near-zero fraction;
     once, for augmented image data: original and augmented training images as a grid."""
 
-    def __init__(self, hist_sample: int = HIST_SAMPLE) -> None:
-        self.hist_sample = hist_sample
+    def __init__(self, hist_sample: int = HIST_SAMPLE, every: int = 1) -> None:
+        self.hist_sample, self.every = hist_sample, every
         self._picks: dict[int, torch.Tensor] = {}
 
     def _sample(self, i: int, w: torch.Tensor) -> torch.Tensor:
@@ -47,9 +47,9 @@ class TensorBoardExtras(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         writer = _writer(trainer)
-        if writer is None or not hasattr(pl_module, "linears"):
-            return
         step = trainer.current_epoch + 1
+        if writer is None or not hasattr(pl_module, "linears") or not self.every or step % self.every:
+            return
         with torch.no_grad():
             for i, lin in enumerate(pl_module.linears()):
                 w = lin.weight.detach()
@@ -65,29 +65,30 @@ class TensorBoardExtras(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         writer = _writer(trainer)
         dm = getattr(trainer, "datamodule", None)
-        cfg = getattr(pl_module, "cfg", None)
-        if writer is None or dm is None or cfg is None or not cfg.augment or trainer.current_epoch > 0:
+        if writer is None or dm is None or not getattr(dm, "augment", False) or trainer.current_epoch > 0:
             return
-        grid = augmentation_grid(dm.train_set)
+        grid = augmentation_grid(dm)
         if grid is not None:
             writer.add_image("data/augmented_train_images", grid, 0)
 
 
-def augmentation_grid(dataset: Any, n: int = GRID_IMAGES, views: int = GRID_VIEWS) -> Optional[torch.Tensor]:
+def augmentation_grid(dm: Any, n: int = GRID_IMAGES, views: int = GRID_VIEWS) -> Optional[torch.Tensor]:
     """First row: n training images as stored; next rows: `views` augmented draws of the same images."""
     from torchvision.utils import make_grid
 
-    if not all(hasattr(dataset, a) for a in ("images", "idx", "mean", "std", "__getitems__")):
-        return None
+    from lit_regularize.data.augment import augment_batch
+
+    dataset = dm.train_set
     positions = list(range(min(n, len(dataset))))
     if not positions:
         return None
-    originals = dataset.images[dataset.idx[positions]].unsqueeze(1).float() / 255.0
-    # fork_rng: the augmentation draws must not change the shuffles and dropout masks of training.
-    with torch.random.fork_rng(devices=[]):
-        augmented = [dataset.__getitems__(positions)[0] * dataset.std + dataset.mean for _ in range(views)]
-    images = torch.cat([originals] + augmented).clamp(0, 1)
-    return make_grid(images, nrow=len(positions), padding=2, pad_value=1.0)
+    x, _ = dataset.__getitems__(positions)
+    # A generator of its own: drawing the grid must not change the augmentation draws of training.
+    gen = torch.Generator().manual_seed(dm.seed)
+    fill = -dm.mean / dm.std
+    augmented = [augment_batch(x, fill=fill, hflip=dm.hflip, generator=gen) for _ in range(views)]
+    images = torch.cat([x] + augmented) * dm.std + dm.mean
+    return make_grid(images.clamp(0, 1), nrow=len(positions), padding=2, pad_value=1.0)
 
 
 __all__ = ["TensorBoardExtras", "augmentation_grid", "HIST_SAMPLE"]

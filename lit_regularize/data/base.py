@@ -7,7 +7,6 @@ import numpy as np
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Dataset
 
-from lit_regularize.config import Config
 from lit_regularize.data.splits import holdout_split, kfold_split
 
 
@@ -17,14 +16,26 @@ def passthrough(batch: Any) -> Any:
 
 
 class SplitDataModule(pl.LightningDataModule):
-    """Base DataModule: subclasses load arrays once and return Datasets for index arrays."""
+    """Base DataModule: subclasses load arrays once and return Datasets for index arrays.
 
-    #: default validation size when the config leaves it unset
+    Split arguments (every subclass takes them as keywords): batch_size; val_size (None = the dataset's
+    default, 0 = no validation); train_size (keep N training examples); val_on_test (validate on the test
+    set); kfold / fold (fold `fold` of seeded iterated K-fold validates); merge_val (train on the training and
+    validation examples together, no validation: a refit); seed; shuffle; num_workers.
+    """
+
+    #: default validation size when val_size is None
     default_val_size = 10000
+    #: class names, for predictions and reports (None: the class ids)
+    class_names: Optional[list[str]] = None
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, *, batch_size: int = 512, val_size: Optional[int] = None, train_size: Optional[int] = None,
+                 val_on_test: bool = False, kfold: int = 0, fold: Optional[int] = None, merge_val: bool = False,
+                 seed: int = 7777, shuffle: bool = True, num_workers: int = 0) -> None:
         super().__init__()
-        self.cfg = cfg
+        self.batch_size, self.train_size, self.val_on_test = batch_size, train_size, val_on_test
+        self.requested_val_size, self.kfold, self.fold, self.merge_val = val_size, kfold, fold, merge_val
+        self.seed, self.shuffle, self.num_workers = seed, shuffle, num_workers
         self.train_idx: Optional[np.ndarray] = None
         self.val_idx: Optional[np.ndarray] = None
         self.train_set: Optional[Dataset] = None
@@ -51,17 +62,20 @@ class SplitDataModule(pl.LightningDataModule):
     @property
     def val_size(self) -> int:
         """Validation size: the config's, else the dataset default."""
-        return self.default_val_size if self.cfg.val_size is None else self.cfg.val_size
+        return self.default_val_size if self.requested_val_size is None else self.requested_val_size
 
     def split(self) -> tuple[np.ndarray, np.ndarray]:
-        """(train, val) indices into the training arrays, from the config's seed, sizes and fold."""
-        c, pool = self.cfg, self.train_pool()
-        if c.kfold >= 2 and c.fold is not None:
-            if c.train_size is not None:
-                pool, _ = holdout_split(pool, 0, c.train_size, c.seed)
-            return kfold_split(pool, c.kfold, c.fold, c.seed)
-        val_size = 0 if c.val_on_test else self.val_size
-        return holdout_split(pool, val_size, c.train_size, c.seed)
+        """(train, val) indices into the training arrays, from the seed, sizes and fold."""
+        pool = self.train_pool()
+        if self.kfold >= 2 and self.fold is not None:
+            if self.train_size is not None:
+                pool, _ = holdout_split(pool, 0, self.train_size, self.seed)
+            return kfold_split(pool, self.kfold, self.fold, self.seed)
+        val_size = 0 if self.val_on_test else self.val_size
+        return holdout_split(pool, val_size, self.train_size, self.seed)
+
+    def prepare_data(self) -> None:
+        """Download what is missing (Lightning calls this once per machine, before setup)."""
 
     def setup(self, stage: Optional[str] = None) -> None:
         """Load once, split, build the three datasets."""
@@ -69,9 +83,16 @@ class SplitDataModule(pl.LightningDataModule):
             return
         self.load()
         self.train_idx, self.val_idx = self.split()
+        if self.merge_val:  # a refit trains on exactly the union of the split's training and validation examples
+            self.train_idx, self.val_idx = np.sort(np.concatenate([self.train_idx, self.val_idx])), self.val_idx[:0]
+        if len(self.train_idx) == 0:
+            from lit_regularize.errors import DataError
+
+            raise DataError(f"no training examples left after a validation split of {len(self.val_idx)}; "
+                            "lower --val-size")
         self.train_set = self.make_dataset("train", self.train_idx)
         self.test_set = self.make_dataset("test", None)
-        if self.cfg.val_on_test:
+        if self.val_on_test:
             self.val_set = self.test_set
         elif len(self.val_idx):
             self.val_set = self.make_dataset("val", self.val_idx)
@@ -86,9 +107,11 @@ class SplitDataModule(pl.LightningDataModule):
         return {"train_idx": self.train_idx, "val_idx": self.val_idx}
 
     def _loader(self, ds: Dataset, train: bool) -> DataLoader:
-        bs = self.cfg.batch_size if train else max(self.cfg.batch_size, 2048)
-        return DataLoader(ds, batch_size=bs, shuffle=train and self.cfg.shuffle, collate_fn=passthrough,
-                          num_workers=self.cfg.num_workers, persistent_workers=self.cfg.num_workers > 0)
+        bs = self.batch_size if train else max(self.batch_size, 2048)
+        # BatchNorm cannot train on a one-example batch: such a last batch is dropped (it is one example an epoch).
+        drop_last = train and len(ds) % bs == 1 and len(ds) > 1
+        return DataLoader(ds, batch_size=bs, shuffle=train and self.shuffle, collate_fn=passthrough,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0, drop_last=drop_last)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, True)

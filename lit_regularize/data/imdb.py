@@ -6,13 +6,12 @@ import os
 import pickle
 import zipfile
 from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from lit_regularize.config import Config
 from lit_regularize.data.base import SplitDataModule
 from lit_regularize.errors import DataError
 
@@ -56,6 +55,10 @@ def fetch_imdb(data_dir: Path) -> Path:
     path = imdb_path(data_dir)
     if path.is_file():
         return path
+    if path.is_symlink():  # dangling or looping: never replaced by a download, never deleted
+        raise DataError(f"{path} is a broken symbolic link (to {os.readlink(path)!r}); fix or remove it")
+    if path.exists():
+        raise DataError(f"{path} is not a file")
     if data_dir.exists() and not data_dir.is_dir():
         raise DataError(f"--data-dir {data_dir} is not a folder")
     try:
@@ -109,12 +112,22 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 
 def _encode(seqs: np.ndarray, num_words: int) -> tuple[np.ndarray, np.ndarray]:
     """keras load_data semantics (start 1, ids + 3, OOV 2 above num_words), then unique ids per row (CSR)."""
-    try:
-        lens = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
-        flat = np.concatenate([np.asarray(s, dtype=np.int64).ravel() for s in seqs]) if len(seqs) else \
-            np.zeros(0, np.int64)
-    except (TypeError, ValueError) as e:
-        raise DataError(f"reviews must be sequences of integer word ids ({e})") from None
+    rows_ids = []
+    for s in seqs:
+        try:
+            a = np.asarray(s)
+            if a.dtype.kind == "O":  # Python ints: exact, or an OverflowError for ids beyond int64
+                a = np.asarray(s, dtype=np.int64)
+        except (TypeError, ValueError, OverflowError) as e:
+            raise DataError(f"reviews must be sequences of integer word ids ({e})") from None
+        if a.size and a.dtype.kind not in "iu":
+            raise DataError(f"word ids must be integers, found {a.dtype} values (e.g. {a.ravel()[0]!r})")
+        if a.dtype.kind == "u":  # ids beyond the vocabulary become OOV anyway; clip before the int64 cast
+            a = np.minimum(a, np.uint64(2 ** 62))
+        rows_ids.append(a.astype(np.int64, copy=False).ravel())
+    lens = np.fromiter((len(a) for a in rows_ids), dtype=np.int64, count=len(rows_ids))
+    flat = np.concatenate(rows_ids) if rows_ids else np.zeros(0, np.int64)
+    flat = np.minimum(flat, np.int64(2 ** 62))  # + INDEX_FROM must not overflow
     if flat.size and flat.min() < 0:
         raise DataError(f"word ids must be >= 0, found {flat.min()}")
     ids = flat + INDEX_FROM
@@ -199,20 +212,23 @@ class IMDBDataModule(SplitDataModule):
 
     default_val_size = 10000
     n_classes = 2
+    class_names = ["negative", "positive"]
 
-    def __init__(self, cfg: Config) -> None:
-        super().__init__(cfg)
-        self.n_features = cfg.num_words
+    def __init__(self, data_dir: str | os.PathLike, num_words: int = 10000, dense: bool = False, **split: Any) -> None:
+        """data_dir holds imdb.npz; dense: float rows instead of CSR batches; split: SplitDataModule's arguments."""
+        super().__init__(**split)
+        self.data_dir, self.num_words, self.dense = Path(data_dir), num_words, dense
+        self.n_features = num_words
         self.arrays: dict[str, CSRArrays] = {}
 
-    @property
-    def dense(self) -> bool:
-        """Whether batches are dense float rows (--input-format dense) rather than CSR."""
-        return self.cfg.input_format == "dense"
+    def prepare_data(self) -> None:
+        fetch_imdb(self.data_dir)
 
     def load(self) -> None:
-        path = fetch_imdb(self.cfg.resolved_data_dir())
-        self.arrays = load_imdb(str(path.resolve()), self.cfg.num_words)
+        path = imdb_path(self.data_dir)
+        if not path.is_file():
+            self.prepare_data()
+        self.arrays = load_imdb(str(path.resolve()), self.num_words)
 
     def train_pool(self) -> np.ndarray:
         return np.arange(len(self.arrays["train"].labels))

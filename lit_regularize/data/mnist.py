@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Literal, Optional
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 from torchvision import datasets
-from torchvision.transforms import v2
 
-from lit_regularize.config import Config
 from lit_regularize.data.base import SplitDataModule
 from lit_regularize.errors import DataError
 
@@ -49,18 +48,35 @@ def _files(raw: Path, split: str) -> tuple[Path, Path]:
     return raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"
 
 
-@functools.lru_cache(maxsize=4)
-def load_images(name: str, root: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """{'train': (uint8 images N×28×28, int64 labels), 'test': …}, validated; downloaded if missing."""
+CLASS_NAMES: dict[str, list[str]] = {
+    "mnist": [str(i) for i in range(10)],
+    "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"],
+}
+
+
+def fetch_images(name: str, root: Path) -> Path:
+    """root/<MNIST|FashionMNIST>/raw with the four idx files, downloaded (md5-checked by torchvision) if missing."""
     cls = IMAGE_DATASETS[name][0]
     raw = Path(root) / cls.__name__ / "raw"
-    if not all(p.is_file() for s in ("train", "test") for p in _files(raw, s)):
+    files = [p for s in ("train", "test") for p in _files(raw, s)]
+    for p in files:
+        if p.is_symlink() and not p.exists():  # never replaced by a download, never deleted
+            raise DataError(f"{p} is a broken symbolic link; fix or remove it")
+    if not all(p.is_file() for p in files):
         try:
-            cls(root, train=True, download=True)  # torchvision checks the md5 of what it downloads
+            cls(str(root), train=True, download=True)
         except Exception as e:  # noqa: BLE001 - any network/permission failure becomes one line
             raise DataError(f"{name}: idx files not found in {raw} and downloading failed "
                             f"({type(e).__name__}); put them there or pass --data-dir / "
                             f"set LIT_REGULARIZE_DATA_DIR") from None
+    return raw
+
+
+@functools.lru_cache(maxsize=4)
+def load_images(name: str, root: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """{'train': (uint8 images N×28×28, int64 labels), 'test': …}, validated; downloaded if missing."""
+    raw = fetch_images(name, Path(root))
     out = {}
     for split in ("train", "test"):
         img_path, lab_path = _files(raw, split)
@@ -90,20 +106,12 @@ def balanced_subset(labels: np.ndarray, n_per_class: int, seed: int) -> tuple[np
     return subset, rest
 
 
-def augmentation(hflip: bool) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The notebooks' training-time augmentation (per image)."""
-    steps = [v2.RandomRotation(10), v2.RandomResizedCrop(28, scale=(0.8, 1.0), antialias=True)]
-    if hflip:
-        steps.append(v2.RandomHorizontalFlip())
-    return v2.Compose(steps)
-
-
 class ImageDataset(Dataset):
-    """Normalized images at idx; random augmentation per image when a transform is given."""
+    """Normalized images at idx, built a whole batch at a time (augmentation happens per batch, on the device)."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, idx: Optional[np.ndarray],
-                 mean: float, std: float, transform: Optional[Callable] = None) -> None:
-        self.images, self.labels, self.mean, self.std, self.transform = images, labels, mean, std, transform
+                 mean: float, std: float) -> None:
+        self.images, self.labels, self.mean, self.std = images, labels, mean, std
         self.idx = torch.arange(len(labels)) if idx is None else torch.as_tensor(idx, dtype=torch.long)
 
     def __len__(self) -> int:
@@ -112,8 +120,6 @@ class ImageDataset(Dataset):
     def __getitems__(self, positions: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         rows = self.idx[torch.as_tensor(positions, dtype=torch.long)]
         x = self.images[rows].unsqueeze(1)
-        if self.transform is not None:
-            x = torch.stack([self.transform(img) for img in x])
         return (x.float() / 255.0 - self.mean) / self.std, self.labels[rows]
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,47 +127,88 @@ class ImageDataset(Dataset):
         return x[0], y[0]
 
 
-class MNISTDataModule(SplitDataModule):
-    """MNIST or Fashion-MNIST 28×28 images flattened by the model; 10 classes."""
+class ImageDataModule(SplitDataModule):
+    """Base of image DataModules: 1×H×W normalized images; `augment` transforms training batches on the device."""
 
-    n_classes = 10
-    n_features = 28 * 28
-
-    def __init__(self, cfg: Config) -> None:
-        super().__init__(cfg)
-        self.arrays: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        self.mean, self.std = IMAGE_DATASETS[cfg.data][1:]
+    def __init__(self, *, n_per_class: Optional[int] = None, augment: bool = False, hflip: bool = False,
+                 **split: Any) -> None:
+        super().__init__(**split)
+        self.n_per_class, self.augment, self.hflip = n_per_class, augment, hflip
+        self.mean, self.std = 0.0, 1.0
+        self._rest = np.zeros(0, np.int64)
+        # A generator of its own, seeded and checkpointed: augmentation draws are reproducible and resumable.
+        self.generator = torch.Generator().manual_seed(self.seed)
 
     @property
     def default_val_size(self) -> int:  # type: ignore[override]
-        return 1000 if self.cfg.n_per_class else 10000
+        return 1000 if self.n_per_class else 10000
 
-    def load(self) -> None:
-        self.arrays = load_images(self.cfg.data, str(self.cfg.resolved_data_dir()))
+    def train_labels(self) -> np.ndarray:
+        """Labels of the training arrays."""
+        raise NotImplementedError
 
     def train_pool(self) -> np.ndarray:
         """The balanced subset (--n-per-class) or every training image."""
-        labels = self.arrays["train"][1].numpy()
-        if self.cfg.n_per_class is None:
+        labels = self.train_labels()
+        if self.n_per_class is None:
             return np.arange(len(labels))
-        subset, self._rest = balanced_subset(labels, self.cfg.n_per_class, self.cfg.seed)
+        subset, self._rest = balanced_subset(labels, self.n_per_class, self.seed)
         return subset
 
     def split(self) -> tuple[np.ndarray, np.ndarray]:
         """With --n-per-class all subset images train and validation comes from the remaining images."""
-        c = self.cfg
-        if c.n_per_class is None or (c.kfold >= 2 and c.fold is not None) or c.val_on_test:
+        if self.n_per_class is None or (self.kfold >= 2 and self.fold is not None) or self.val_on_test:
             return super().split()
         train = self.train_pool()
-        if c.train_size is not None:
+        if self.train_size is not None:
             raise DataError("--train-size does not combine with --n-per-class (the subset is the training set)")
         val_size = self.val_size
         if val_size > len(self._rest):
             raise DataError(f"--val-size {val_size} is larger than the {len(self._rest)} images left")
-        val = self._rest[np.random.RandomState(c.seed).permutation(len(self._rest))[:val_size]]
+        val = self._rest[np.random.RandomState(self.seed).permutation(len(self._rest))[:val_size]]
         return train, val
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        # Training batches only, on the device they train on: one batched random affine per batch.
+        if not self.augment or self.trainer is None or not self.trainer.training:
+            return batch
+        from lit_regularize.data.augment import augment_batch
+
+        x, y = batch
+        return augment_batch(x, fill=-self.mean / self.std, hflip=self.hflip, generator=self.generator), y
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"augment_rng": self.generator.get_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "augment_rng" in state_dict:
+            self.generator.set_state(state_dict["augment_rng"])
+
+
+class MNISTDataModule(ImageDataModule):
+    """MNIST or Fashion-MNIST 28×28 images (torchvision's raw idx files) flattened by the model; 10 classes."""
+
+    n_classes = 10
+    n_features = 28 * 28
+
+    def __init__(self, data_dir: str | os.PathLike, name: Literal["mnist", "fashion_mnist"] = "mnist",
+                 **kwargs: Any) -> None:
+        """data_dir holds <MNIST|FashionMNIST>/raw/*-ubyte; kwargs: ImageDataModule's and SplitDataModule's."""
+        super().__init__(**kwargs)
+        self.data_dir, self.name = Path(data_dir), name
+        self.arrays: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.mean, self.std = IMAGE_DATASETS[name][1:]
+        self.class_names = CLASS_NAMES[name]
+
+    def prepare_data(self) -> None:
+        fetch_images(self.name, self.data_dir)
+
+    def load(self) -> None:
+        self.arrays = load_images(self.name, str(self.data_dir))
+
+    def train_labels(self) -> np.ndarray:
+        return self.arrays["train"][1].numpy()
 
     def make_dataset(self, split: str, idx: Optional[np.ndarray]) -> Dataset:
         images, labels = self.arrays["test" if split == "test" else "train"]
-        transform = augmentation(self.cfg.hflip) if (split == "train" and self.cfg.augment) else None
-        return ImageDataset(images, labels, idx, self.mean, self.std, transform)
+        return ImageDataset(images, labels, idx, self.mean, self.std)

@@ -1,0 +1,1 @@
+"""Comparison studies (lit-regularize compare NAME)."""

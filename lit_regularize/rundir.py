@@ -1,0 +1,182 @@
+"""RunDir: the one owner of a run folder — claimed exclusively, written atomically, reopened by --resume.
+
+<logdir>/<name>/version_<k>/
+    config.yaml        the resolved Config
+    split.npz          the example ids that trained and validated
+    summary.json       RunSummary (status running -> completed | interrupted | failed)
+    checkpoints/       best-epochNNN.ckpt (1-based epoch of the lowest val/loss) and last.ckpt
+    hparams.yaml, events.out.tfevents.*   (TensorBoard)
+"""
+from __future__ import annotations
+
+import os
+import re
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from lit_regularize.config import RESUMABLE, Config, config_from_file, flag, to_yaml
+from lit_regularize.errors import ConfigError, UserError
+from lit_regularize.files import atomic_write
+from lit_regularize.summary import SUMMARY, RunSummary
+
+CONFIG, SPLIT, CHECKPOINTS, LAST = "config.yaml", "split.npz", "checkpoints", "last.ckpt"
+BEST_PATTERN = re.compile(r"^best-epoch(\d+)\.ckpt$")
+MAX_CLAIM_TRIES = 1000
+
+
+class RunDir:
+    """A run folder; create one with `claim` (new run) or `open` (resume)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path).absolute()
+
+    # -- creating and opening ----------------------------------------------------------------------------
+    @classmethod
+    def claim(cls, logdir: str | os.PathLike, name: str) -> "RunDir":
+        """Create the next free version_<k> under logdir/name exclusively: two runs started at once never share."""
+        root = Path(logdir).expanduser() / name
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"--logdir {logdir}: cannot create the run folder {root} ({e.strerror})") from None
+        if not root.is_dir():
+            raise UserError(f"--logdir {logdir}: {root} exists and is not a folder")
+        k = next_version(root)
+        for _ in range(MAX_CLAIM_TRIES):
+            try:
+                (root / f"version_{k}").mkdir()  # atomic: exactly one process succeeds for a given k
+                return cls(root / f"version_{k}")
+            except FileExistsError:
+                k += 1
+            except OSError as e:
+                raise UserError(f"--logdir {logdir}: cannot create a run folder in {root} ({e.strerror})") from None
+        raise UserError(f"--logdir {logdir}: no free version folder in {root}")
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "RunDir":
+        """An existing run folder to resume: it must hold config.yaml and a readable checkpoints/last.ckpt."""
+        d = cls(Path(path).expanduser())
+        if not d.path.is_dir():
+            raise UserError(f"--resume {path}: not a folder")
+        if not (d.path / CONFIG).is_file():
+            raise UserError(f"--resume {path}: no {CONFIG} here; is this a run folder (…/version_<k>)?")
+        if not d.last_checkpoint.is_file():
+            raise UserError(f"--resume {path}: no {CHECKPOINTS}/{LAST} to resume from (the run stopped inside "
+                            "its first epoch; start it again)")
+        if not zipfile.is_zipfile(d.last_checkpoint):  # torch.save writes a zip archive; anything else is damaged
+            raise UserError(f"--resume {path}: {CHECKPOINTS}/{LAST} is damaged (not a complete checkpoint); "
+                            "start the run again")
+        return d
+
+    @staticmethod
+    def latest(logdir: str | os.PathLike, name: str) -> "RunDir":
+        """The newest version_<k> of a run name (for a bare --resume)."""
+        root = Path(logdir) / name
+        versions = version_numbers(root)
+        if not versions:
+            raise UserError(f"--resume: no runs under {root}")
+        return RunDir.open(root / f"version_{max(versions)}")
+
+    # -- contents ----------------------------------------------------------------------------------------
+    @property
+    def version(self) -> Optional[int]:
+        """k of version_<k> (None for a folder named otherwise)."""
+        m = re.fullmatch(r"version_(\d+)", self.path.name)
+        return int(m.group(1)) if m else None
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """checkpoints/."""
+        return self.path / CHECKPOINTS
+
+    @property
+    def last_checkpoint(self) -> Path:
+        """checkpoints/last.ckpt."""
+        return self.checkpoint_dir / LAST
+
+    def best_checkpoints(self) -> dict[int, Path]:
+        """1-based epoch -> best-epochNNN.ckpt present in the folder."""
+        out = {}
+        if self.checkpoint_dir.is_dir():
+            for p in self.checkpoint_dir.iterdir():
+                m = BEST_PATTERN.match(p.name)
+                if m:
+                    out[int(m.group(1))] = p
+        return out
+
+    def keep_best(self, epoch: Optional[int]) -> Optional[Path]:
+        """The checkpoint of `epoch` (1-based); other best-* files (left by a resume) are removed."""
+        found = self.best_checkpoints()
+        keep = found.get(epoch) if epoch is not None else None
+        for e, p in found.items():
+            if p != keep:
+                p.unlink(missing_ok=True)
+        return keep
+
+    def rel(self, path: Optional[Path]) -> Optional[str]:
+        """path relative to the run folder (what summary.json records)."""
+        return None if path is None else os.path.relpath(Path(path).absolute(), self.path)
+
+    # -- files -------------------------------------------------------------------------------------------
+    def write_config(self, cfg: Config) -> None:
+        """config.yaml: the resolved config (feeds --config and --resume)."""
+        text = to_yaml(cfg)
+        atomic_write(self.path / CONFIG, lambda f: f.write(text.encode()))
+
+    def read_config(self) -> Config:
+        """The saved Config."""
+        return config_from_file(self.path / CONFIG)
+
+    def write_split(self, split: Mapping[str, Any]) -> None:
+        """split.npz: the example ids of each part of the split."""
+        import io
+
+        import numpy as np
+
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **{k: v for k, v in split.items() if v is not None})
+        atomic_write(self.path / SPLIT, lambda f: f.write(buf.getbuffer()))
+
+    def read_split(self) -> dict[str, Any]:
+        """The saved split's arrays."""
+        import numpy as np
+
+        with np.load(self.path / SPLIT) as f:
+            return {k: f[k] for k in f.files}
+
+    def write_summary(self, summary: RunSummary) -> Path:
+        """summary.json, atomically."""
+        return summary.write(self.path)
+
+    def read_summary(self) -> Optional[RunSummary]:
+        """The saved summary, if any."""
+        p = self.path / SUMMARY
+        return RunSummary.read(p) if p.is_file() else None
+
+
+def version_numbers(root: Path) -> list[int]:
+    """k of every version_<k> folder under root."""
+    if not root.is_dir():
+        return []
+    return [int(m.group(1)) for p in root.iterdir() if (m := re.fullmatch(r"version_(\d+)", p.name))]
+
+
+def next_version(root: Path) -> int:
+    """One more than the highest existing version (0 for none)."""
+    versions = version_numbers(root)
+    return max(versions) + 1 if versions else 0
+
+
+def resume_config(saved: Config, overrides: Mapping[str, Any]) -> Config:
+    """The saved config with only the overrides that cannot change the model, the data or the split."""
+    changed = sorted(k for k, v in overrides.items() if getattr(saved, k) != v)
+    refused = [k for k in changed if k not in RESUMABLE]
+    if refused:
+        allowed = ", ".join(flag(k) for k in RESUMABLE)
+        raise ConfigError(f"--resume: {flag(refused[0])} would change the model or the data of the saved run; "
+                          f"a resume may only change {allowed}")
+    return saved.replace(**{k: overrides[k] for k in changed})
+
+
+__all__ = ["RunDir", "resume_config", "next_version", "version_numbers", "CONFIG", "SPLIT", "CHECKPOINTS", "LAST"]

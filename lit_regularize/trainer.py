@@ -1,0 +1,146 @@
+"""The Trainer every run uses: its logger, checkpoints, early stopping and progress bar."""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import pytorch_lightning as pl
+import torch
+from lightning_fabric.plugins import TorchCheckpointIO
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from lit_regularize.callbacks import History, InterruptReason
+from lit_regularize.files import atomic_write
+from lit_regularize.tb_extras import TensorBoardExtras
+
+MONITOR = "val/loss"
+
+# Lightning's advice-level chatter (no GPU found, few workers, small logging interval) drowns the useful lines.
+for _msg in (".*does not have many workers.*", ".*number of training batches.*", ".*GPU available but not used.*",
+             ".*The total number of parameters detected.*", ".*Checkpoint directory.*exists and is not empty.*",
+             ".*LeafSpec.*", ".*treespec.*", ".*overridden `transfer_batch_to_device`.*",
+             ".*Total length of `list` across ranks is zero.*"):
+    warnings.filterwarnings("ignore", message=_msg)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temp file and renamed: a kill mid-save never leaves a truncated .ckpt."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Optional[Any] = None) -> None:
+        buf = io.BytesIO()
+        torch.save(checkpoint, buf)
+        atomic_write(path, lambda f: f.write(buf.getbuffer()))
+
+
+class RunLogger(TensorBoardLogger):
+    """TensorBoard on a 1-based epoch axis; the HParams record is written once, at the end, with real metrics."""
+
+    def log_hyperparams(self, params: Any, metrics: Optional[dict[str, Any]] = None) -> None:
+        # Lightning logs the model's init args at fit start; hparams.yaml keeps the resolved config instead
+        # (set by run()), and the HParams session is written by run() once the metrics are known.
+        if metrics is not None:
+            super().log_hyperparams(params, metrics)
+
+    def log_metrics(self, metrics: dict[str, float], step: Optional[int] = None) -> None:
+        metrics = dict(metrics)
+        epoch = metrics.pop("epoch", None)  # Lightning adds the 0-based epoch as a scalar of its own
+        if epoch is not None:
+            step = int(epoch) + 1
+        super().log_metrics(metrics, step)
+
+
+class EpochCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint whose file names count epochs from 1 and which follows its run folder when it moves."""
+
+    def format_checkpoint_name(self, metrics: dict[str, Any], filename: Optional[str] = None,
+                               ver: Optional[int] = None, prefix: Optional[str] = None) -> str:
+        metrics = dict(metrics)
+        if "epoch" in metrics:
+            metrics["epoch"] = int(metrics["epoch"]) + 1
+        return super().format_checkpoint_name(metrics, filename, ver, prefix)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        old = state_dict.get("dirpath")
+        if old and self.dirpath and os.path.abspath(old) != os.path.abspath(self.dirpath):
+            # A copied or moved run folder: its checkpoints are here now, and the old folder is not ours to touch.
+            def here(p: Any) -> Any:
+                return os.path.join(self.dirpath, os.path.basename(p)) if isinstance(p, str) and p else p
+            state_dict = {**state_dict, "dirpath": self.dirpath,
+                          "best_model_path": here(state_dict.get("best_model_path")),
+                          "kth_best_model_path": here(state_dict.get("kth_best_model_path")),
+                          "last_model_path": here(state_dict.get("last_model_path")),
+                          "best_k_models": {here(k): v for k, v in (state_dict.get("best_k_models") or {}).items()}}
+        super().load_state_dict(state_dict)
+
+
+class ProgressBar(TQDMProgressBar):
+    """Epochs counted from 1 ("Epoch 3/20"), test passes named by the weights they test."""
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        super().on_train_epoch_start(trainer, *args)
+        self.train_progress_bar.set_description(f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")
+
+    @property
+    def test_description(self) -> str:
+        module = self.trainer.lightning_module if self._trainer is not None else None
+        prefix = getattr(module, "test_prefix", "test")
+        return {"test_best": "test (best weights)", "test_last": "test (last weights)"}.get(prefix, "test")
+
+
+def make_callbacks(ckpt_dir: Path, validating: bool, patience: int, early_stopping: bool, progress: bool,
+                   histogram_every: int) -> list[pl.Callback]:
+    """History, checkpoints on the best val/loss and of the last epoch, early stopping, TensorBoard extras."""
+    callbacks: list[pl.Callback] = [History(), InterruptReason(), TensorBoardExtras(every=histogram_every)]
+    if validating:
+        # With --no-early-stopping the callback still ends a run whose val/loss turns NaN/inf.
+        callbacks.append(EarlyStopping(monitor=MONITOR, mode="min", patience=patience if early_stopping else 10 ** 9,
+                                       check_finite=True))
+    # A NaN/inf training loss ends the run as well, also when nothing is validated (e.g. a k-fold refit).
+    callbacks.append(EarlyStopping(monitor="train/loss", mode="min", patience=10 ** 9, check_finite=True,
+                                   check_on_train_epoch_end=True))
+    if validating:
+        # Before "last" on purpose: last.ckpt must hold this epoch's best path and score, or a resume reports
+        # the previous best (Lightning keeps the given order among checkpoint callbacks).
+        callbacks.append(EpochCheckpoint(dirpath=ckpt_dir, filename="best-epoch{epoch:03d}", monitor=MONITOR,
+                                         mode="min", save_top_k=1, auto_insert_metric_name=False))
+    # Lightning 2.6's save_last only writes when a top-k checkpoint was written in the same step, so last.ckpt
+    # would lag at the best epoch; a monitor-less checkpoint named "last" is rewritten every epoch instead.
+    callbacks.append(EpochCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
+                                     enable_version_counter=False))
+    if progress:
+        callbacks.append(ProgressBar(refresh_rate=20))
+    return callbacks
+
+
+def parse_devices(devices: str) -> Any:
+    """'2' -> 2, '0,1' -> [0, 1], 'auto' / '-1' stay as Lightning takes them."""
+    d = str(devices).strip()
+    if d.isdigit():
+        return int(d)
+    if "," in d:
+        return [int(p) for p in d.split(",") if p.strip()]
+    return -1 if d == "-1" else d
+
+
+def make_trainer(logger: Any, callbacks: Sequence[pl.Callback], max_epochs: int, accelerator: str = "auto",
+                 devices: str = "1", strategy: str = "auto", deterministic: bool = False,
+                 progress: bool = True) -> pl.Trainer:
+    """The Trainer every run uses."""
+    return pl.Trainer(
+        max_epochs=max_epochs, accelerator=accelerator, devices=parse_devices(devices), strategy=strategy,
+        logger=logger, callbacks=list(callbacks), deterministic=deterministic, enable_progress_bar=progress,
+        enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=50, plugins=[AtomicCheckpointIO()],
+    )
+
+
+def callback(callbacks: Sequence[pl.Callback], kind: type) -> Any:
+    """The first callback of a type."""
+    return next((c for c in callbacks if isinstance(c, kind)), None)
+
+
+__all__ = ["MONITOR", "AtomicCheckpointIO", "RunLogger", "EpochCheckpoint", "ProgressBar", "make_callbacks",
+           "make_trainer", "parse_devices", "callback"]
