@@ -1,0 +1,192 @@
+"""The figures draw exactly the histories and weights they are given, in the agreed styles (fast, no training)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from matplotlib.colors import to_hex
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from lit_regularize.plots import (NEAR_ZERO, curves_figure, epochs_phrase, figure_array, fold_figure, log_figures,
+                                  near_zero_fraction, plotted_series, save_figure, sparsity_figure, weight_stats,
+                                  weights_figure)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def history(n: int, best: int, floor: float = 0.3, acc: float = 0.88, seed: int = 0) -> dict:
+    """A synthetic history whose val loss is a parabola with its minimum at epoch `best` (1-based)."""
+    rng = np.random.default_rng(seed)
+    e = np.arange(1, n + 1)
+    val = floor + 0.004 * (e - best) ** 2 + 0.001 * rng.random(n)
+    return {"epoch": e.tolist(), "train_loss": (0.7 * np.exp(-e / 3) + 0.02).tolist(), "val_loss": val.tolist(),
+            "val_acc": (acc - 0.001 * (e - best) ** 2 + 0.001 * rng.random(n)).tolist(),
+            "train_penalty": [None] * n, "epoch_time": [0.5] * n}
+
+
+def stuck(n: int) -> dict:
+    """A 4-unit net that never learns: loss ln 2, accuracy 50 %."""
+    return {"epoch": list(range(1, n + 1)), "train_loss": [0.6931] * n, "val_loss": [0.6932] * n,
+            "val_acc": [0.5] * n, "train_penalty": [None] * n, "epoch_time": [None] * n}
+
+
+def test_curves_plot_train_dashed_and_val_solid_in_one_colour_with_the_star_at_the_best_epoch():
+    runs = {"none": [history(20, best=6)], "dropout": [history(20, best=11, floor=0.28, seed=1)],
+            "4 units": [stuck(20)]}
+    fig = curves_figure(runs, "IMDB: capacity")
+    drawn = plotted_series(fig)
+    loss, acc = drawn["axes"]["loss"], drawn["axes"]["accuracy"]
+    for label, (h,) in runs.items():
+        val, train, star = (loss["lines"][f"{label}: {k}"] for k in ("val loss", "train loss", "best epoch"))
+        epochs = np.arange(1, 21)
+        assert np.array_equal(val["x"], epochs) and np.allclose(val["y"], h["val_loss"])
+        assert np.array_equal(train["x"], epochs) and np.allclose(train["y"], h["train_loss"])
+        assert val["linestyle"] == "-" and train["linestyle"] == "--"
+        assert val["color"] == train["color"] == star["color"]
+        best = int(np.argmin(h["val_loss"]))
+        assert star["marker"] == "*" and star["x"].tolist() == [best + 1] and star["y"][0] == h["val_loss"][best]
+        a = acc["lines"][f"{label}: val acc"]
+        assert np.array_equal(a["x"], epochs) and np.allclose(a["y"], h["val_acc"])
+        assert a["linestyle"] == "-" and a["color"] == val["color"]
+    assert loss["lines"]["none: best epoch"]["x"].tolist() == [6]  # in the middle, not at the last epoch
+    assert loss["lines"]["dropout: best epoch"]["x"].tolist() == [11]
+    assert len({loss["lines"][f"{k}: val loss"]["color"] for k in runs}) == 3
+    assert np.allclose(acc["lines"]["4 units: val acc"]["y"], 0.5)  # the stuck net on its own panel
+    assert acc["ylabel"] == "accuracy" and loss["ylabel"] == "loss"
+    assert loss["xlabel"] == acc["xlabel"] == "epoch" and loss["yscale"] == "linear"
+    ticks = [t for t in loss["xticks"] if 1 <= t <= 20]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    assert drawn["title"] == "IMDB: capacity (20 epochs)"
+    legend = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    assert any(t.startswith("none") and "best epoch 6" in t for t in legend)
+
+
+def test_curves_of_several_seeds_are_means_with_a_band_on_val_loss():
+    runs = {"none": [history(10, 4, seed=s) for s in range(3)], "l2": [history(10, 7, seed=9 + s) for s in range(3)]}
+    fig = curves_figure(runs)
+    loss = plotted_series(fig)["axes"]["loss"]
+    assert loss["bands"] == 2  # one ± std band per run, on the validation loss only
+    for label, hs in runs.items():
+        mean = np.mean([h["val_loss"] for h in hs], axis=0)
+        assert np.allclose(loss["lines"][f"{label}: val loss"]["y"], mean)
+        assert np.allclose(loss["lines"][f"{label}: train loss"]["y"], np.mean([h["train_loss"] for h in hs], 0))
+        assert loss["lines"][f"{label}: best epoch"]["x"].tolist() == [int(np.argmin(mean)) + 1]
+    assert plotted_series(fig)["axes"]["accuracy"]["bands"] == 2
+    assert plotted_series(curves_figure({k: v[:1] for k, v in runs.items()}))["axes"]["loss"]["bands"] == 0
+
+
+def test_title_names_the_epochs_actually_run():
+    short = {"none": [history(3, 2)], "l2": [history(20, 9)]}
+    assert plotted_series(curves_figure(short, "study"))["title"] == "study (3–20 epochs)"
+    note = curves_figure({"none": [history(12, 5)]}, "study", epochs_note="early stopping, patience 5")
+    assert plotted_series(note)["title"] == "study (12 epochs, early stopping, patience 5)"
+    assert epochs_phrase([history(1, 1)]) == "1 epoch"
+
+
+def test_curves_skip_missing_values():
+    h = history(8, 4)
+    h["val_loss"][2] = float("nan")
+    h["val_acc"][5] = None
+    h["val_loss"][7] = None
+    loss = plotted_series(curves_figure({"run": [h]}))["axes"]["loss"]
+    val = loss["lines"]["run: val loss"]
+    assert val["x"].tolist() == [1, 2, 4, 5, 6, 7]
+    assert np.allclose(val["y"], [h["val_loss"][i - 1] for i in val["x"].astype(int)])
+    assert loss["lines"]["run: best epoch"]["x"].tolist() == [4]
+
+
+def test_weights_figure_has_one_row_per_layer_and_no_all_weights_row():
+    rng = np.random.default_rng(0)
+    weights = {"none": [rng.normal(0, 0.1, (16, 300)), rng.normal(0, 0.1, (16, 16)), rng.normal(0, 0.1, (1, 16))],
+               "l1": [rng.normal(0, 0.1, (16, 300)) * (rng.random((16, 300)) < 0.3), rng.normal(0, 0.1, (16, 16)),
+                      rng.normal(0, 0.1, (1, 16))]}
+    fig = weights_figure(weights)
+    drawn = plotted_series(fig)
+    assert drawn["title"] == "weight distributions per layer — best checkpoint"
+    rows = [k.split(":")[0] for k in drawn["axes"] if k.endswith(": w")]
+    assert rows == ["Linear layer 1", "Linear layer 2", "output layer"]
+    assert len(fig.axes) == 2 * len(rows)
+    assert not any("all" in ax.get_title(loc="left").lower() for ax in fig.axes)
+    for row, name in enumerate(rows):
+        hist = drawn["axes"][f"{name}: w"]["stairs"]
+        assert set(hist) == {"none", "l1"}
+        for label in weights:
+            w = weights[label][row].ravel()
+            values, edges = hist[label]["values"], hist[label]["edges"]
+            assert math.isclose(values.sum(), 100.0)  # % of the layer's weights
+            assert np.allclose(values, 100 * np.histogram(w, bins=edges)[0] / w.size)
+        assert f"{weights['none'][row].size:,} weights" in drawn["axes"][f"{name}: w"]["title"]
+        assert drawn["axes"][f"{name}: log10|w|"]["vlines"] == [math.log10(NEAR_ZERO)]
+    assert "last epoch" in plotted_series(weights_figure(weights, which="last epoch"))["title"]
+
+
+def test_weights_figure_puts_output_layers_of_shallower_nets_in_the_last_row():
+    rng = np.random.default_rng(1)
+    deep = [rng.normal(size=(8, 20)), rng.normal(size=(8, 8)), rng.normal(size=(1, 8))]
+    shallow = [rng.normal(size=(4, 20)), rng.normal(size=(1, 4))]
+    drawn = plotted_series(weights_figure({"deep": deep, "shallow": shallow}))["axes"]
+    assert set(drawn["Linear layer 2: w"]["stairs"]) == {"deep"}
+    assert set(drawn["output layer: w"]["stairs"]) == {"deep", "shallow"}
+    out = drawn["output layer: w"]["stairs"]["shallow"]
+    assert np.allclose(out["values"], 100 * np.histogram(shallow[1].ravel(), bins=out["edges"])[0] / 4)
+
+
+def test_sparsity_bars_axis_and_labels_are_all_percent():
+    w_sparse = [np.where(np.arange(100).reshape(10, 10) < 40, 0.0, 0.5), np.full((1, 10), 0.5)]
+    w_dense = [np.full((10, 10), 0.2), np.full((1, 10), 0.2)]
+    stats = {"l1": weight_stats(w_sparse), "none": weight_stats(w_dense)}
+    fig = sparsity_figure(stats)
+    axes = plotted_series(fig)["axes"]
+    pct = axes["near zero %"]
+    assert np.allclose(pct["bars"]["first layer"]["heights"], [40.0, 0.0])
+    assert np.allclose(pct["bars"]["all Linear layers"]["heights"], [100 * 40 / 110, 0.0])
+    assert pct["bars"]["first layer"]["texts"] == ["40.0%", "0.0%"]
+    assert pct["bars"]["all Linear layers"]["texts"] == [f"{100 * 40 / 110:.1f}%", "0.0%"]
+    assert "%" in pct["ylabel"] and fig.axes[0].yaxis.get_major_formatter()(50, 0) == "50%"
+    assert 40.0 < fig.axes[0].get_ylim()[1] <= 105.0
+    mabs = axes["mean |w|"]
+    assert mabs["ylabel"] == "mean |w|"
+    assert np.allclose(mabs["bars"]["first layer"]["heights"], [0.3, 0.2])
+    assert near_zero_fraction(w_sparse[0]) * 100 == pct["bars"]["first layer"]["heights"][0]
+
+
+def test_fold_figure_draws_each_fold_train_dashed_val_solid_and_the_chosen_epoch():
+    folds = [history(12, 5 + i, seed=i) for i in range(3)]
+    mean_val = np.mean([h["val_loss"] for h in folds], axis=0).tolist()
+    chosen = int(np.argmin(mean_val)) + 1
+    drawn = plotted_series(fold_figure(folds, mean_val, chosen, title="x: 3-fold"))
+    loss, acc = drawn["axes"]["loss"], drawn["axes"]["accuracy"]
+    for i, h in enumerate(folds):
+        val, train = loss["lines"][f"fold {i}: val loss"], loss["lines"][f"fold {i}: train loss"]
+        assert np.allclose(val["y"], h["val_loss"]) and np.allclose(train["y"], h["train_loss"])
+        assert val["x"].tolist() == list(range(1, 13)) and val["linestyle"] == "-" and train["linestyle"] == "--"
+        assert val["color"] == train["color"] == acc["lines"][f"fold {i}: val acc"]["color"]
+    assert np.allclose(loss["lines"]["mean val loss"]["y"], mean_val)
+    assert loss["lines"]["mean val loss"]["color"] == to_hex("k")
+    assert loss["vlines"] == acc["vlines"] == [chosen] and 1 < chosen < 12
+    assert drawn["title"] == "x: 3-fold (12 epochs per fold)"
+
+
+def test_figures_render_wide_enough_for_tensorboard_and_save_as_png(tmp_path):
+    fig = curves_figure({"none": [history(5, 3)]}, "t")
+    dpi = fig.get_dpi()
+    assert figure_array(fig, 1200).shape[1] == 1200
+    assert fig.get_dpi() == dpi  # rendering for TensorBoard leaves the figure as it was
+    assert figure_array(fig).shape[1] == round(fig.get_figwidth() * dpi)
+    path = save_figure(fig, tmp_path / "curves.png")
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    log_figures(tmp_path / "tb", {"compare/curves": fig})
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    (image,) = acc.Images("compare/curves")
+    assert image.width == 1200
+
+
+@pytest.mark.parametrize("name", ["curves", "weights", "sparsity", "fold"])
+def test_figures_with_nothing_to_draw_still_render(name):
+    fig = {"curves": lambda: curves_figure({"empty": [{"epoch": [], "val_loss": []}]}),
+           "weights": lambda: weights_figure({}),
+           "sparsity": lambda: sparsity_figure({}),
+           "fold": lambda: fold_figure([], [], 1)}[name]()
+    assert figure_array(fig).ndim == 3
