@@ -1,5 +1,16 @@
-"""Side-by-side epoch timing of lit_regularize's fit against the peer loops in shared/bench/peers_imdb.py."""
+"""Time lit_regularize's fit (sparse and dense first layer) beside the peer loops of peers_imdb.py, in one run.
+
+Reports seconds per epoch (train + validation; holdout 15,000 / 9,996, batch 512), the ratio of each to keras'
+model.fit and to the lean sparse torch loop at the same hidden size, and the peak RSS of a full IMDB fit.
+
+Examples:
+  lit-regularize bench --data-dir ../shared/data
+  lit-regularize bench --data-dir ../shared/data --hidden 16 --epochs 3 lit_sparse keras_fit lean_sparse --json
+"""
 from __future__ import annotations
+
+import argparse
+import json
 
 import importlib.util
 import os
@@ -11,14 +22,13 @@ import sys
 import tempfile
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
-import torch
-
+from lit_regularize.cli.args import guarded
 from lit_regularize.config import make_config
 from lit_regularize.errors import UserError
 
-ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_PEERS = Path("..") / "shared" / "bench" / "peers_imdb.py"
 # The peers' holdout: the first 15,000 shuffled reviews train, the rest (9,996 here) validate.
 BENCH_SPLIT = {"val_size": 9996, "batch_size": 512, "optimizer": "rmsprop", "lr": 1e-3}
 LIT_VARIANTS = {"lit_sparse": "sparse", "lit_dense": "dense"}
@@ -45,13 +55,13 @@ def lit_epoch_times(data_dir: str, hidden: int, epochs: int, input_format: str, 
                        "early_stopping": False, "input_format": input_format, "logdir": logdir,
                        "name": f"bench_{input_format}_{hidden}", "progress": False, "accelerator": "cpu"})
     summary = run(cfg)
-    return summary["history"]["epoch_time"], summary["history"]["val_loss"][-1]
+    return summary.history["epoch_time"], summary.history["val_loss"][-1]
 
 
 def peak_rss_of_fit(data_dir: str, logdir: str, extra: Sequence[str] = ()) -> float:
-    """Peak resident memory (MB) of `scripts/fit.py` on the full IMDB (train + val + test), in a fresh process."""
+    """Peak resident memory (MB) of `lit-regularize fit` on the full IMDB (train + val + test), in a fresh process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    cmd = [sys.executable, str(ROOT / "scripts" / "fit.py"), "--data-dir", data_dir, "--max-epochs", "2",
+    cmd = [sys.executable, "-m", "lit_regularize", "fit", "--data-dir", data_dir, "--max-epochs", "2",
            "--logdir", logdir, "--no-progress", "--accelerator", "cpu", *RSS_FIT_ARGS, *extra]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -65,6 +75,8 @@ def time_all(data_dir: str, peers: ModuleType, variants: Sequence[str], hiddens:
     """One row per (hidden, variant): epoch times, min/median epoch seconds, last val loss."""
     npz = str(Path(data_dir) / "imdb.npz")
     seqs, y = peers.load(npz)
+    import torch
+
     rows = []
     with tempfile.TemporaryDirectory(prefix="lit_bench_") as logdir:
         if any(v in LIT_VARIANTS for v in variants):
@@ -95,6 +107,8 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
 
 def machine() -> str:
     """One line naming the machine the table was measured on."""
+    import torch
+
     return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
             f"{torch.get_num_threads()} threads, Python {platform.python_version()}")
 
@@ -108,3 +122,54 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         lines.append(f"| {r['variant']} | {r['hidden']} | {r['min_epoch_s']:.3f} | {r['median_epoch_s']:.3f} | "
                      f"{fmt(r['vs_keras_fit'])} | {fmt(r['vs_lean_sparse'])} | {r['val_loss']:.3f} |")
     return "\n".join(lines)
+
+
+def parser() -> argparse.ArgumentParser:
+    """bench's flags."""
+    from lit_regularize.cli.args import OneLineParser
+
+    summary, _, rest = __doc__.partition("\n\n")
+    p = OneLineParser(prog="lit-regularize bench", description=summary, epilog=rest,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("variants", nargs="*", help="lit_sparse | lit_dense | seed000 | keras_fit | lean_dense | "
+                                               "lean_sparse (default: all)")
+    p.add_argument("--data-dir", required=True, help="folder holding imdb.npz")
+    p.add_argument("--peers", default=str(DEFAULT_PEERS), help=f"path of peers_imdb.py (default: {DEFAULT_PEERS})")
+    p.add_argument("--hidden", type=int, nargs="+", default=[16, 512], help="hidden sizes to time (default: 16 512)")
+    p.add_argument("--epochs", type=int, default=5,
+                   help="epochs per variant (the minimum and median epoch times are reported) (default: 5)")
+    p.add_argument("--no-rss", action="store_true", help="skip the peak-RSS measurement of a full fit")
+    p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    return p
+
+
+@guarded
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """lit-regularize bench."""
+    from lit_regularize.run import quiet_lightning
+
+    a = parser().parse_intermixed_args(argv)
+    peers = load_peers(a.peers)
+    known = list(LIT_VARIANTS) + list(peers.VARIANTS)
+    variants = a.variants or known
+    for v in variants:
+        if v not in known:
+            raise UserError(f"unknown variant {v!r} (choose from {', '.join(known)})")
+    if not (Path(a.data_dir) / "imdb.npz").is_file():
+        raise UserError(f"--data-dir {a.data_dir}: no imdb.npz there")
+    quiet_lightning()
+    log = (lambda s: print(s, file=sys.stderr)) if a.json else print
+    rss = None
+    if not a.no_rss:
+        log("measuring peak RSS of lit-regularize fit on the full IMDB ...")
+        with tempfile.TemporaryDirectory(prefix="lit_rss_") as d:
+            rss = peak_rss_of_fit(a.data_dir, d)
+    rows = time_all(a.data_dir, peers, variants, a.hidden, a.epochs, progress=log)
+    if a.json:
+        print(json.dumps({"machine": machine(), "peak_rss_mb": rss, "rows": rows}, indent=2))
+    else:
+        print(f"\nmachine: {machine()}")
+        print(markdown_table(rows))
+        if rss is not None:
+            print(f"\npeak RSS of lit-regularize fit on full IMDB (train + val + test): {rss:.0f} MB")
+    return 0

@@ -12,28 +12,24 @@ Precedence: run's config file < shared < run's inline settings < fixed settings 
 """
 from __future__ import annotations
 
-import csv
 import difflib
-import io
 import json
-import math
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import yaml
 
-from lit_regularize.config import FIELDS, Config, check_keys, load_yaml, make_config
+from lit_regularize.config import FIELDS, Config, check_keys, configs_dir, load_yaml, make_config
 from lit_regularize.errors import ConfigError, UserError
-from lit_regularize.files import atomic_write, read_json, write_json
-
-STUDIES_DIR = Path(__file__).resolve().parents[1] / "configs" / "studies"
+from lit_regularize.files import write_json
+from lit_regularize.summary import RunSummary
+from lit_regularize.tables import csv_text, fmt, markdown, mean_std, write_text
 # Settings that decide which examples train and validate: they must not differ inside a study.
 SPLIT_KEYS = ("data", "seed", "train_size", "val_size", "val_on_test", "n_per_class", "kfold", "fold")
 FIGURES = {"curves": "curves.png", "weights": "weights.png", "sparsity": "sparsity.png"}
 
-Groups = dict[str, list[dict[str, Any]]]  # label -> summaries (one per seed)
+Groups = dict[str, list[RunSummary]]  # label -> summaries (one per seed)
 
 
 @dataclass(frozen=True)
@@ -48,7 +44,7 @@ class Study:
 
 def available_studies() -> list[str]:
     """Names of the studies shipped in configs/studies."""
-    return sorted(p.stem for p in STUDIES_DIR.glob("*.yaml"))
+    return sorted(p.stem for p in (configs_dir() / "studies").glob("*.yaml"))
 
 
 def _study_path(name_or_path: str) -> Path:
@@ -57,7 +53,7 @@ def _study_path(name_or_path: str) -> Path:
         if not p.is_file():
             raise UserError(f"study file {str(p)!r} not found")
         return p
-    p = STUDIES_DIR / f"{name_or_path}.yaml"
+    p = configs_dir() / "studies" / f"{name_or_path}.yaml"
     if not p.is_file():
         names = available_studies()
         hint = difflib.get_close_matches(name_or_path, names, n=1)
@@ -125,7 +121,7 @@ def study_configs(study: Study, fixed: Mapping[str, Any], seeds: int,
                           f"this setting; a fixed value would make them identical")
     out: dict[str, list[Config]] = {}
     for label, member in study.members.items():
-        merged = {"progress": False, **member, **fixed, "logdir": str(logdir)}
+        merged = {**member, **fixed, "logdir": str(logdir)}
         base_seed = int(merged.get("seed", FIELDS["seed"].default))
         name = f"{study.name}/{label}"
         out[label] = [make_config({**merged, "seed": base_seed + i,
@@ -137,16 +133,16 @@ def study_configs(study: Study, fixed: Mapping[str, Any], seeds: int,
 
 # -- running and reading runs --------------------------------------------------------------------------------
 
-def finished_run(cfg: Config) -> Optional[dict[str, Any]]:
+def finished_run(cfg: Config) -> Optional[RunSummary]:
     """The summary of a completed earlier run with exactly this config, if there is one."""
     root = Path(cfg.logdir) / cfg.run_name
     want = json.loads(json.dumps(cfg.to_dict()))
     for path in sorted(root.glob("version_*/summary.json")):
         try:
-            s = read_json(path)
-        except (OSError, ValueError):  # unreadable: not reusable, the run is trained again
+            s = RunSummary.read(path)
+        except (OSError, ValueError, TypeError):  # unreadable: not reusable, the run is trained again
             continue
-        if s.get("status") == "completed" and s.get("config") == want:
+        if s.status == "completed" and s.config == want:
             return s
     return None
 
@@ -164,27 +160,26 @@ def run_study(configs: Mapping[str, Sequence[Config]], rerun: bool = False,
             k += 1
             s = None if rerun else finished_run(cfg)
             if s is not None:
-                log(f"[{k}/{total}] {cfg.run_name}: reusing {s['log_dir']}")
+                log(f"[{k}/{total}] {cfg.run_name}: reusing {s.run_dir}")
             else:
+                log(f"[{k}/{total}] {cfg.run_name} (seed {cfg.seed}): training up to {cfg.max_epochs} epochs ...")
                 s = run(cfg)
-                log(f"[{k}/{total}] {cfg.run_name} (seed {cfg.seed}): best epoch {s['best_epoch']}, "
-                    f"val/loss {_fmt(s['best_val_loss'])}, {s['wall_time']:.0f} s")
+                log(f"[{k}/{total}] {cfg.run_name}: best epoch {s.best_epoch}, val/loss {fmt(s.best_val_loss)}, "
+                    f"{s.epochs_run} epochs, {s.wall_time:.0f} s")
             groups.setdefault(label, []).append(s)
     return groups
 
 
-def _read_summary(path: Path) -> dict[str, Any]:
+def _read_summary(path: Path) -> RunSummary:
     try:
-        s = read_json(path)
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path}: not a readable summary.json ({type(e).__name__})") from None
-    if not isinstance(s, dict) or "config" not in s:
-        raise UserError(f"{path}: not a run summary (no 'config')")
-    return s
+        return RunSummary.read(path)
+    except (OSError, ValueError, TypeError) as e:
+        raise UserError(f"{path}: not a readable run summary.json ({type(e).__name__})") from None
 
 
-def _label(summary: Mapping[str, Any]) -> str:
-    name = str(summary["config"].get("name") or f"{summary['config']['data']}_{summary['config']['reg']}")
+def _label(summary: RunSummary) -> str:
+    cfg = summary.config
+    name = str(cfg.get("name") or make_config(cfg).run_name)
     parts = name.split("/")
     return "/".join(parts[:-1]) if len(parts) > 1 and parts[-1].startswith("seed_") else name
 
@@ -201,14 +196,14 @@ def read_runs(dirs: Sequence[str | Path]) -> Groups:
         for p in found:  # a k-fold folder's summary stands for the fold runs beneath it
             if not any(q.parent in p.parents for q in picked):
                 picked.append(p)
-        summaries = [(p, _read_summary(p)) for p in sorted(picked)]
-        summaries = [(p, s) for p, s in summaries if s.get("status") == "completed"]
+        summaries = [_read_summary(p) for p in sorted(picked)]
+        summaries = [s for s in summaries if s.status == "completed"]
         if not summaries:
             raise UserError(f"--runs {d}: no completed run (summary.json) found there")
-        for p, s in summaries:
+        for s in summaries:
             label = _label(s)
-            if any(o["seed"] == s["seed"] for o in groups.get(label, [])):
-                label = f"{label} ({p.parent.name})"  # a rerun of the same config and seed: keep it apart
+            if any(o.seed == s.seed for o in groups.get(label, [])):
+                label = f"{label} ({s.run_dir.name})"  # a rerun of the same config and seed: keep it apart
             groups.setdefault(label, []).append(s)
     return groups
 
@@ -219,24 +214,24 @@ def _last(values: Sequence[Any]) -> Optional[float]:
     return float(values[-1]) if values and isinstance(values[-1], (int, float)) else None
 
 
-def run_row(label: str, s: Mapping[str, Any],
-            weights: Optional[Mapping[str, float]] = None) -> dict[str, Any]:
-    """One table row from a run's summary.json (and its weight statistics, when known)."""
-    h = s.get("history") or {}
+def run_row(label: str, s: RunSummary, weights: Optional[Mapping[str, float]] = None) -> dict[str, Any]:
+    """One table row from a run's summary (and its weight statistics, when known)."""
+    h = s.history or {}
     last_val, last_train = _last(h.get("val_loss") or []), _last(h.get("train_loss") or [])
-    test = s.get("test") or {}
+    test = s.test or {}
     best, last = test.get("best") or test.get("last") or {}, test.get("last") or {}
     gap = (last_val - last_train) if last_val is not None and last_train is not None else None
-    row = {"run": label, "seed": s.get("seed"), "epochs_run": s.get("epochs_run"),
-           "best_epoch": s.get("best_epoch"), "best_val_loss": s.get("best_val_loss"), "last_val_loss": last_val, "val_train_gap": gap,
+    row = {"run": label, "seed": s.seed, "epochs_run": s.epochs_run, "best_epoch": s.best_epoch,
+           "best_val_loss": s.best_val_loss, "last_val_loss": last_val, "val_train_gap": gap,
            "test_acc_best": best.get("acc"), "test_acc_last": last.get("acc"),
            "test_loss_best": best.get("loss"), "test_loss_last": last.get("loss"),
-           "n_params": s.get("n_params"), "wall_time_s": s.get("wall_time"), "log_dir": s.get("log_dir")}
+           "n_params": s.n_params, "wall_time_s": s.wall_time, "log_dir": s.log_dir}
     row.update(weights or {})
     return row
 
 
-MD_COLUMNS = [("best_epoch", "best epoch", "{:.3g}"), ("best_val_loss", "best val loss", "{:.4f}"),
+MD_COLUMNS = [("epochs_run", "epochs run", "{:.3g}"), ("best_epoch", "best epoch", "{:.3g}"),
+              ("best_val_loss", "best val loss", "{:.4f}"),
               ("last_val_loss", "val loss (last epoch)", "{:.4f}"),
               ("val_train_gap", "val − train loss (last)", "{:.4f}"),
               ("test_acc_best", "test acc (best ckpt)", "{:.4f}"),
@@ -246,40 +241,21 @@ MD_COLUMNS = [("best_epoch", "best epoch", "{:.3g}"), ("best_val_loss", "best va
               ("near_zero_first", "abs w < 1e-3 (1st layer)", "{:.1%}")]
 
 
-def _cell(values: Sequence[Any], fmt: str) -> str:
-    nums = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(float(v))]
-    if not nums:
-        return "–"
-    if len(nums) == 1:
-        return fmt.format(nums[0])
-    return f"{fmt.format(statistics.fmean(nums))} ± {fmt.format(statistics.stdev(nums))}"
-
-
 def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """One line per run label: the value, or mean ± std over seeds."""
     labels = list(dict.fromkeys(r["run"] for r in rows))
-    head = ["run", "seeds"] + [title for _, title, _ in MD_COLUMNS]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    cells = []
     for label in labels:
         mine = [r for r in rows if r["run"] == label]
-        cells = [label, str(len(mine))] + [_cell([r.get(k) for r in mine], fmt) for k, _, fmt in MD_COLUMNS]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        cells.append({"run": label, "seeds": str(len(mine)),
+                      **{k: mean_std([r.get(k) for r in mine], spec) for k, _, spec in MD_COLUMNS}})
+    columns = [("run", "run", ""), ("seeds", "seeds", "")] + [(k, title, "") for k, title, _ in MD_COLUMNS]
+    return markdown(columns, cells)
 
 
 def csv_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """Every run (label × seed) as one CSV row, full precision."""
-    fields = list(dict.fromkeys(k for r in rows for k in r))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in fields})
-    return buf.getvalue()
-
-
-def _fmt(v: Any) -> str:
-    return f"{v:.4f}" if isinstance(v, float) else str(v)
+    return csv_text(rows)
 
 
 # -- the whole comparison ------------------------------------------------------------------------------------
@@ -290,30 +266,33 @@ def report(groups: Groups, out: str | Path, title: str = "") -> dict[str, Any]:
                                       sparsity_figure, weight_stats, weights_figure)
 
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder")
     weights: dict[str, list] = {}
     rows = []
     for label, summaries in groups.items():
         for i, s in enumerate(summaries):
-            ckpt = s.get("last_checkpoint")
+            ckpt = s.path(s.best_checkpoint or s.last_checkpoint)
             stats = None
-            if ckpt and Path(ckpt).is_file():
+            if ckpt is not None and ckpt.is_file():
                 ws = checkpoint_weights(ckpt)
                 stats = weight_stats(ws)
-                if i == 0:  # the figure shows the first seed's final weights
+                if i == 0:  # the figure shows the first seed's weights
                     weights[label] = ws
             rows.append(run_row(label, s, stats))
-    figures = {"curves": curves_figure({k: [s["history"] for s in v] for k, v in groups.items()}, title)}
+    figures = {"curves": curves_figure({k: [s.history for s in v] for k, v in groups.items()}, title)}
     if weights:
-        figures["weights"] = weights_figure(weights)
-        figures["sparsity"] = sparsity_figure({k: weight_stats(v) for k, v in weights.items()})
+        which = "best checkpoint (last weights where a run has none)"
+        figures["weights"] = weights_figure(weights, which=which)
+        figures["sparsity"] = sparsity_figure({k: weight_stats(v) for k, v in weights.items()}, which=which)
     paths = {k: str(save_figure(fig, out / FIGURES[k])) for k, fig in figures.items()}
     md = markdown_table(rows)
-    atomic_write(out / "table.csv", lambda f: f.write(csv_table(rows).encode()))
-    atomic_write(out / "table.md", lambda f: f.write(((f"## {title}\n\n" if title else "") + md).encode()))
+    write_text(out / "table.csv", csv_table(rows))
+    write_text(out / "table.md", (f"## {title}\n\n" if title else "") + md)
     log_figures(out / "logs" / "figures", {f"compare/{k}": fig for k, fig in figures.items()})
     result = {"title": title, "figures": paths, "table_csv": str(out / "table.csv"),
               "table_md": str(out / "table.md"), "rows": rows, "markdown": md,
-              "runs": {k: [s["log_dir"] for s in v] for k, v in groups.items()}}
+              "runs": {k: [s.log_dir for s in v] for k, v in groups.items()}}
     write_json(out / "comparison.json", result)
     return result
 
@@ -328,11 +307,13 @@ def compare(study: Optional[str] = None, runs: Sequence[str | Path] = (), out: s
         flag = "--" + next(iter(fixed)).replace("_", "-")
         raise UserError(f"{flag}: settings apply to a study's runs, not to --runs")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder")
     if study:
         s = load_study(study)
         groups = run_study(study_configs(s, dict(fixed or {}), seeds, out / "logs"), rerun, log)
         title = s.title
-        data = sorted({r["config"]["data"] for runs_ in groups.values() for r in runs_})
+        data = sorted({r.config["data"] for runs_ in groups.values() for r in runs_})
         if any(m.get("data") not in data for m in s.members.values()):  # e.g. --data fashion_mnist
             title += f" [data: {', '.join(data)}]"
     else:
@@ -342,4 +323,4 @@ def compare(study: Optional[str] = None, runs: Sequence[str | Path] = (), out: s
 
 
 __all__ = ["Study", "available_studies", "load_study", "study_configs", "varying_keys", "run_study",
-           "read_runs", "run_row", "markdown_table", "csv_table", "report", "compare", "STUDIES_DIR"]
+           "read_runs", "run_row", "markdown_table", "csv_table", "report", "compare"]

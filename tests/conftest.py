@@ -2,16 +2,13 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from synthetic import write_imdb, write_mnist
 
-from synthetic import write_imdb, write_mnist  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 REAL_DATA = Path(os.environ.get("LIT_REGULARIZE_REAL_DATA", ROOT.parent / "shared" / "data"))
 

@@ -24,8 +24,7 @@ from conftest import flags
 from lit_regularize.data import imdb as imdb_mod
 from lit_regularize.data.imdb import IMDB_ORIGIN, IMDB_SHA256, fetch_imdb
 
-sys.path.insert(0, str(ROOT / "scripts"))
-import fit  # noqa: E402
+from lit_regularize.cli import fit  # noqa: E402
 
 
 @pytest.fixture
@@ -311,7 +310,7 @@ def test_missing_yaml_config_file(tmp_path, base, capsys):
 
 def fit_process(args: list[str], tmp_path: Path, prelude: str = "") -> subprocess.CompletedProcess:
     """Run scripts/fit.py's main in a fresh interpreter (prelude may patch something first)."""
-    code = (f"import sys; sys.path.insert(0, {str(ROOT / 'scripts')!r}); import fit; {prelude}"
+    code = (f"import sys; from lit_regularize.cli import fit; {prelude}"
             "sys.exit(fit.main(sys.argv[1:]))")
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120,
                           cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})

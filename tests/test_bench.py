@@ -2,12 +2,8 @@
 from __future__ import annotations
 
 import json
-import sys
 
-from conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "scripts"))
-import bench  # noqa: E402
+from lit_regularize import bench
 
 FAKE_PEERS = '''
 import numpy as np

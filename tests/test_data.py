@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lit_regularize.config import make_config
-from lit_regularize.data import build_datamodule
+from lit_regularize.run import build_datamodule
 from lit_regularize.data.imdb import MultiHot, load_imdb
 from lit_regularize.data.mnist import balanced_subset
 from lit_regularize.errors import DataError

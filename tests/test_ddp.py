@@ -17,7 +17,7 @@ def test_fit_runs_ddp_on_two_cpu_processes(quick, tmp_path):
     args = [a for k, v in over.items()
             for a in (["--" + k.replace("_", "-")] if v is True else ["--no-" + k.replace("_", "-")]
                       if v is False else ["--" + k.replace("_", "-"), str(v)])]
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "fit.py"), *args, "--devices", "2",
+    proc = subprocess.run([sys.executable, "-m", "lit_regularize", "fit", *args, "--devices", "2",
                            "--strategy", "ddp"], cwd=tmp_path, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = sorted((logdir / "ddp").iterdir())

@@ -18,13 +18,13 @@ from lit_regularize.compare import available_studies, compare, load_study, read_
 from lit_regularize.config import make_config
 from lit_regularize.errors import UserError
 from lit_regularize.kfold import KFOLD_FIGURE, run_kfold
+from lit_regularize.run import build_model
 from lit_regularize.model import RegularizedMLP
 from lit_regularize.plots import (curve_band, curves_figure, linear_weights, mean_abs, near_zero_fraction,
                                   weight_stats)
 
-sys.path.insert(0, str(ROOT / "scripts"))
-import compare as compare_script  # noqa: E402
-import fit  # noqa: E402
+from lit_regularize.cli import compare as compare_script  # noqa: E402
+from lit_regularize.cli import fit  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TINY_STUDY = """
@@ -144,7 +144,7 @@ def test_weight_statistics_on_a_known_tensor():
     assert stats["near_zero_first"] == 0.5 and stats["near_zero_all"] == 7 / 10
     assert math.isclose(stats["mean_abs_w_all"], (5e-4 + 9e-4 + 1e-3 + 0.5 + 2.0) / 10)
     cfg = make_config({"hidden": 6, "layers": 2, "reg": "batchnorm", "num_words": 30})
-    model = RegularizedMLP(cfg.to_dict(), 30, 2)
+    model = build_model(cfg, 30, 2)
     shapes = [w.shape for w in linear_weights(model.state_dict())]
     assert shapes == [(6, 30), (6, 6), (1, 6)]  # BatchNorm's 1-D weights are not Linear weights
 

@@ -22,12 +22,12 @@ from conftest import ROOT
 from conftest import flags
 from lit_regularize import files as files_mod
 from lit_regularize.config import make_config
-from lit_regularize.files import AtomicCheckpointIO
+from lit_regularize.errors import RunInterrupted
 from lit_regularize.model import RegularizedMLP
-from lit_regularize.run import RunInterrupted, make_trainer, run
+from lit_regularize.run import run
+from lit_regularize.trainer import AtomicCheckpointIO, make_trainer
 
-sys.path.insert(0, str(ROOT / "scripts"))
-import fit  # noqa: E402
+from lit_regularize.cli import fit  # noqa: E402
 
 BATCHES_PER_EPOCH = math.ceil((240 - 60) / 32)  # synthetic IMDB train split / quick batch size
 
@@ -176,7 +176,7 @@ def test_signal_during_fit_leaves_a_resumable_run(quick, sig):
     run_dir = Path(quick["logdir"]) / "sig" / "version_0"
     last = run_dir / "checkpoints" / "last.ckpt"
     # SIGINT must raise KeyboardInterrupt in the child even when this test runs with SIGINT ignored.
-    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "fit.py"), *flags(over)],
+    proc = subprocess.Popen([sys.executable, "-m", "lit_regularize", "fit", *flags(over)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"},
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
@@ -244,5 +244,5 @@ def test_a_failed_checkpoint_write_keeps_the_old_file_and_leaves_no_temp(tmp_pat
 
 
 def test_trainer_writes_checkpoints_through_atomic_io(quick):
-    trainer = make_trainer(make_config(quick), False, [])
+    trainer = make_trainer(False, [], max_epochs=1, accelerator="cpu")
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)

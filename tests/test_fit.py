@@ -14,8 +14,7 @@ from conftest import ROOT, flags, real_data_or_skip
 from lit_regularize.config import make_config
 from lit_regularize.run import run
 
-sys.path.insert(0, str(ROOT / "scripts"))
-import fit  # noqa: E402
+from lit_regularize.cli import fit  # noqa: E402
 
 
 
@@ -75,7 +74,7 @@ def test_yaml_config_and_flags_merge(tmp_path, quick):
 
 
 def test_help_lists_every_flag():
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "fit.py"), "--help"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "lit_regularize", "fit", "--help"], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0
     for flag in ("--config", "--data", "--data-dir", "--reg", "--hidden", "--layers", "--l1", "--l2", "--dropout",
@@ -86,7 +85,7 @@ def test_help_lists_every_flag():
 
 
 def test_missing_data_is_one_line_and_nonzero_exit(tmp_path):
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "fit.py"), "--data-dir", str(tmp_path / "none"),
+    out = subprocess.run([sys.executable, "-m", "lit_regularize", "fit", "--data-dir", str(tmp_path / "none"),
                           "--logdir", str(tmp_path / "logs")], capture_output=True, text=True, timeout=120,
                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "no_proxy": "*",
                               "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"})

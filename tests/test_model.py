@@ -8,13 +8,14 @@ import torch.nn as nn
 
 from lit_regularize.config import make_config
 from lit_regularize.data.imdb import MultiHot
+from lit_regularize.run import build_model
 from lit_regularize.model import RegularizedMLP, count_parameters
 from lit_regularize.sparse import MultiHotLinear
 
 
 def imdb_model(**over) -> RegularizedMLP:
     cfg = make_config(over)
-    return RegularizedMLP(cfg.to_dict(), n_features=cfg.num_words, n_classes=2)
+    return build_model(cfg, cfg.num_words, 2)
 
 
 @pytest.mark.parametrize("over, expected", [
@@ -38,7 +39,7 @@ def test_network_is_built_from_the_config_in_order():
 
 def test_mnist_model_has_ten_logits_and_cross_entropy():
     cfg = make_config({"data": "mnist"})
-    m = RegularizedMLP(cfg.to_dict(), 784, 10)
+    m = build_model(cfg, 784, 10)
     x = torch.randn(5, 1, 28, 28)
     out = m(x)
     assert out.shape == (5, 10)

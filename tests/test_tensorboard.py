@@ -18,7 +18,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lit_regularize.config import make_config
-from lit_regularize.data import build_datamodule
+from lit_regularize.run import build_datamodule
 from lit_regularize.run import run
 from lit_regularize.tb_extras import GRID_IMAGES, GRID_VIEWS, TensorBoardExtras, augmentation_grid
 
