@@ -1,0 +1,118 @@
+"""Export a run's model as a self-contained TorchScript or ONNX file: dense input -> probabilities.
+
+The exported module is a plain `torch.nn.Sequential` (Linear / BatchNorm1d / ReLU / Dropout in eval
+mode, then a probability head), so loading it needs torch (or onnxruntime) only, not lit_regularize.
+
+Input (float32, shape (N, input_size)):
+  IMDB: multi-hot rows of width num_words, keras ids (1 start, 2 out-of-vocabulary, rank r -> r + 3);
+        `lit_regularize.text.encode_texts` + `MultiHot.to_dense()` build them;
+  MNIST / Fashion-MNIST: 784 pixels (row-major 28x28), normalized as in training: (x / 255 - mean) / std.
+Output: IMDB P(positive), shape (N,) (sigmoid); images softmax probabilities, shape (N, 10).
+`<out>.json` beside the file records all of this.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from lit_regularize.errors import UserError
+from lit_regularize.files import atomic_write, write_json
+from lit_regularize.predict import CLASS_NAMES, IMAGE_SIZE, find_checkpoint, load_model, run_config
+
+FORMATS = ("torchscript", "onnx")
+
+
+def plain_network(model: nn.Module, binary: bool) -> nn.Sequential:
+    """A pure-torch copy of model.net (first layer a plain nn.Linear) + a probability head, in eval mode."""
+    layers: list[nn.Module] = []
+    for m in model.net:
+        if type(m).__module__.startswith("torch.nn"):
+            layers.append(copy.deepcopy(m))
+        elif isinstance(m, nn.Linear):  # MultiHotLinear: the same weights in a plain Linear
+            lin = nn.Linear(m.in_features, m.out_features, bias=m.bias is not None)
+            with torch.no_grad():
+                lin.weight.copy_(m.weight)
+                if m.bias is not None:
+                    lin.bias.copy_(m.bias)
+            layers.append(lin)
+        else:
+            raise UserError(f"cannot export layer {type(m).__name__}: "
+                            "only Linear/BatchNorm/ReLU/Dropout are supported")
+    layers += [nn.Sigmoid(), nn.Flatten(0)] if binary else [nn.Softmax(dim=-1)]
+    net = nn.Sequential(*layers).eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+def metadata(cfg: dict[str, Any], fmt: str, checkpoint: Path, input_size: int) -> dict[str, Any]:
+    """What a user of the exported file needs to build its input and read its output."""
+    data = cfg["data"]
+    meta: dict[str, Any] = {"format": fmt, "data": data, "checkpoint": str(checkpoint),
+                            "input_size": input_size, "input_dtype": "float32"}
+    if data == "imdb":
+        meta.update(input="multi-hot rows: 1.0 at every keras word id of the review (1 start, 2 OOV, "
+                          "word rank r -> id r + 3, ids >= num_words -> 2)",
+                    normalization=None, num_words=int(cfg["num_words"]),
+                    class_names=list(CLASS_NAMES["imdb"]),
+                    output="sigmoid", output_shape=["N"], output_meaning="P(positive)")
+    else:
+        from lit_regularize.data.mnist import IMAGE_DATASETS
+
+        mean, std = IMAGE_DATASETS[data][1:]
+        names = CLASS_NAMES[data]
+        meta.update(input=f"{IMAGE_SIZE}x{IMAGE_SIZE} grayscale light-on-dark images, flattened row-major, "
+                          "normalized as (x / 255 - mean) / std",
+                    normalization={"mean": mean, "std": std}, num_words=None,
+                    class_names=list(names) if names else [str(k) for k in range(10)],
+                    output="softmax", output_shape=["N", 10], output_meaning="class probabilities")
+    return meta
+
+
+def export(run_dir: str | os.PathLike, fmt: str, out: str | os.PathLike, last: bool = False) -> Path:
+    """Write the run's best (or last) model as fmt to out and its description to <out>.json; returns out."""
+    if fmt not in FORMATS:
+        raise UserError(f"--format: unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+    out = Path(out)
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give a file name")
+    if fmt == "onnx":
+        try:
+            import onnx  # noqa: F401 - torch.onnx.export needs it
+        except ImportError:
+            raise UserError("ONNX export needs the onnx package: pip install '.[export]'") from None
+    cfg = run_config(run_dir)
+    ckpt = find_checkpoint(run_dir, last)
+    model = load_model(ckpt)
+    binary = cfg["data"] == "imdb"
+    input_size = int(cfg["num_words"]) if binary else IMAGE_SIZE * IMAGE_SIZE
+    net = plain_network(model, binary)
+    example = torch.zeros(2, input_size)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "torchscript":
+            with warnings.catch_warnings():  # newer torch calls TorchScript deprecated; it is still asked for
+                warnings.simplefilter("ignore", FutureWarning)
+                scripted = torch.jit.script(net)
+                atomic_write(out, lambda f: torch.jit.save(scripted, f))
+        else:
+            tmp = out.with_name(f".{out.name}.tmp")
+            try:
+                torch.onnx.export(net, (example,), str(tmp), input_names=["x"], output_names=["probs"],
+                                  dynamic_axes={"x": {0: "N"}, "probs": {0: "N"}}, dynamo=False)
+                os.replace(tmp, out)
+            finally:
+                tmp.unlink(missing_ok=True)
+        write_json(Path(f"{out}.json"), metadata(cfg, fmt, ckpt, input_size))
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot write ({e.strerror})") from None
+    return out
+
+
+__all__ = ["export", "plain_network", "metadata", "FORMATS"]
