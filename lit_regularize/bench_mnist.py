@@ -9,8 +9,6 @@ loop, so only the input pipeline differs):
 * ``batched``: as plain, plus :func:`lit_regularize.data.augment.augment_batch` on every batch.
 * ``batched_chunk``: as plain, with augment_batch run on 2048 shuffled images at a time and the batches sliced
   from the result (the same distribution: every image still gets its own draw; fewer, larger calls).
-* ``per_image``: the project's current path, ``ImageDataset`` with the per-image v2 transform in
-  ``__getitems__`` (``lit_regularize.data.mnist``), through a DataLoader.
 * ``notebook``: the notebooks' pattern, ``DataLoader(torchvision.datasets.FashionMNIST(root, transform=v2.Compose(
   [ToImage, RandomRotation, RandomResizedCrop, ToDtype, Normalize])))`` over the same subset.
 
@@ -32,9 +30,10 @@ from torchvision import datasets
 from torchvision.transforms import v2
 
 from lit_regularize.data.augment import augment_batch, normalized_fill
-from lit_regularize.data.mnist import IMAGE_DATASETS, ImageDataset, augmentation, balanced_subset, load_images
+from lit_regularize.data.augment import torchvision_pipeline as augmentation
+from lit_regularize.data.mnist import IMAGE_DATASETS, balanced_subset, load_images
 
-VARIANTS = ("plain", "batched", "batched_chunk", "per_image", "notebook")
+VARIANTS = ("plain", "batched", "batched_chunk", "notebook")
 MEAN, STD = IMAGE_DATASETS["fashion_mnist"][1:]
 
 
@@ -88,10 +87,7 @@ def epoch_times(variant: str, data_dir: str, n_per_class: int = 1000, epochs: in
         augment = (lambda b: augment_batch(b, generator=aug_gen, fill=fill)) if variant != "plain" else None
         chunk = 2048 // batch_size * batch_size if variant == "batched_chunk" else 0
         return [train_epoch(model, opt, tensor_batches(x, y, batch_size, gen, augment, chunk)) for _ in range(epochs)]
-    if variant == "per_image":
-        data = ImageDataset(images, labels, idx, MEAN, STD, augmentation(False))
-        loader = DataLoader(data, batch_size=batch_size, shuffle=True, generator=gen, collate_fn=lambda b: b)
-    else:  # notebook
+    if variant == "notebook":
         tf = v2.Compose([v2.ToImage(), v2.RandomRotation(10), v2.RandomResizedCrop(28, scale=(0.8, 1.0), antialias=True),
                          v2.ToDtype(torch.float32, scale=True), v2.Normalize([MEAN], [STD])])
         data = Subset(datasets.FashionMNIST(str(data_dir), train=True, transform=tf, download=False), idx.tolist())

@@ -83,8 +83,8 @@ def find_checkpoint(run_dir: str | os.PathLike, last: bool = False) -> Path:
             recorded = json.loads((d / "summary.json").read_text()).get("best_checkpoint")
         except (OSError, ValueError, AttributeError):
             pass
-        if recorded:
-            for candidate in (Path(recorded), ckpts / Path(recorded).name):  # the folder may have been moved
+        if recorded:  # relative to the run folder (older runs: absolute)
+            for candidate in (d / recorded, ckpts / Path(recorded).name):  # the folder may have been moved
                 if candidate.is_file():
                     return candidate
         best = sorted(ckpts.glob("best-*.ckpt"), key=lambda p: (p.stat().st_mtime, p.name))
@@ -122,12 +122,13 @@ def load_model(checkpoint_path: str | os.PathLike) -> nn.Module:
 
 
 def _model_from_run_config(path: Path) -> nn.Module:
-    from lit_regularize.config import Config
-    from lit_regularize.model import RegularizedMLP
+    """Checkpoints written before the model took its own arguments: rebuild from the run's config.yaml."""
+    from lit_regularize.config import make_config
+    from lit_regularize.run import build_model
 
     cfg = run_config(path.parent.parent)
     n_features, n_classes = (cfg["num_words"], 2) if cfg["data"] == "imdb" else (IMAGE_SIZE * IMAGE_SIZE, 10)
-    model = RegularizedMLP(Config(**cfg).to_dict(), n_features, n_classes)
+    model = build_model(make_config(cfg), n_features, n_classes)
     state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
     model.load_state_dict(state)
     return model

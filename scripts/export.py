@@ -1,6 +1,7 @@
-"""Export a run's model as TorchScript or ONNX (see lit_regularize/export.py)."""
+#!/usr/bin/env python
+"""Shim: `python scripts/export.py ...` is `lit-regularize export ...`."""
 import sys
 
-from lit_regularize.cli_predict import export_main
+from lit_regularize.cli.predict import export_main
 
 sys.exit(export_main())

@@ -1,6 +1,7 @@
-"""Classify review texts or images with a trained run (see lit_regularize/cli_predict.py)."""
+#!/usr/bin/env python
+"""Shim: `python scripts/predict.py ...` is `lit-regularize predict ...`."""
 import sys
 
-from lit_regularize.cli_predict import main
+from lit_regularize.cli.predict import main
 
 sys.exit(main())

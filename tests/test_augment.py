@@ -11,7 +11,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from lit_regularize.data.augment import (AugmentParams, BatchAugment, apply_params, augment_batch,
                                          normalized_fill, sample_params)
-from lit_regularize.data.mnist import augmentation
+from lit_regularize.data.augment import torchvision_pipeline as augmentation
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from test_predict import NUM_WORDS, fashion_run, imdb_run, reviews, word_index_of  # noqa: F401 - fixtures
-from lit_regularize.cli_predict import export_main
+from lit_regularize.cli.predict import export_main
 from lit_regularize.data.imdb import MultiHot
 from lit_regularize.errors import UserError
 from lit_regularize.export import export

@@ -18,7 +18,7 @@ import torch
 
 from conftest import ROOT
 from synthetic import idx_bytes, write_imdb, write_mnist
-from lit_regularize.cli_predict import main
+from lit_regularize.cli.predict import main
 from lit_regularize.config import make_config
 from lit_regularize.data.imdb import MultiHot, load_imdb
 from lit_regularize.errors import DataError, UserError
@@ -41,7 +41,7 @@ def _train(tmp: Path, overrides: dict) -> Path:
     quiet_lightning()
     base = {"val_size": 60, "hidden": 8, "batch_size": 32, "max_epochs": 2, "logdir": str(tmp / "logs"),
             "progress": False, "accelerator": "cpu"}
-    return Path(run(make_config({**base, **overrides}))["log_dir"])
+    return run(make_config({**base, **overrides})).run_dir
 
 
 @pytest.fixture(scope="module")
@@ -174,11 +174,11 @@ def direct_imdb(run_dir: Path, texts: list[str]) -> list[float]:
 def test_load_model_is_eval_and_checkpoint_choice(imdb_run):
     run_dir, _ = imdb_run
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert find_checkpoint(run_dir) == Path(summary["best_checkpoint"])
+    assert find_checkpoint(run_dir) == run_dir / summary["best_checkpoint"]
     assert find_checkpoint(run_dir, last=True) == run_dir / "checkpoints" / "last.ckpt"
     p = load(run_dir)
     assert not p.model.training and not any(m.training for m in p.model.modules())
-    assert p.checkpoint == Path(summary["best_checkpoint"]) and p.num_words == NUM_WORDS
+    assert p.checkpoint == run_dir / summary["best_checkpoint"] and p.num_words == NUM_WORDS
     assert load(run_dir, last=True).checkpoint.name == "last.ckpt"
 
 
@@ -409,7 +409,7 @@ def test_cli_bad_inputs(imdb_run, fashion_run, tmp_path, capsys, monkeypatch):
 def test_cli_subprocess(imdb_run):
     """The scripts/predict.py shim: --help without torch, a real prediction, a one-line error with exit 2."""
     run_dir, _ = imdb_run
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     script = str(ROOT / "scripts" / "predict.py")
     check = ("import sys, runpy; sys.argv = ['predict', '--help']\n"
              "try: runpy.run_path(%r, run_name='__main__')\n"

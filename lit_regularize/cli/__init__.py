@@ -5,13 +5,13 @@ import importlib
 import sys
 from typing import Optional, Sequence
 
-# command -> (module with main(argv), one line of help)
+# command -> ("module[:function]" taking argv, one line of help)
 COMMANDS = {
     "fit": ("lit_regularize.cli.fit", "train one model (or K folds) and test its best and last weights"),
     "sweep": ("lit_regularize.cli.sweep", "an Optuna study over capacity, regularizer and strength"),
     "compare": ("lit_regularize.cli.compare", "run a comparison study, or compare finished runs: figures + tables"),
-    "predict": ("lit_regularize.predict", "predict new reviews or images with a trained run"),
-    "export": ("lit_regularize.export", "export a trained run as TorchScript or ONNX"),
+    "predict": ("lit_regularize.cli.predict:main", "predict new reviews or images with a trained run"),
+    "export": ("lit_regularize.cli.predict:export_main", "export a trained run as TorchScript or ONNX"),
     "bench": ("lit_regularize.bench", "time epochs and sweeps beside the peer loops"),
 }
 
@@ -37,8 +37,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: unknown command {argv[0]!r} (choose from {', '.join(COMMANDS)})"
               + (f"; did you mean {hint[0]!r}?" if hint else ""), file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[argv[0]][0])
-    return module.main(argv[1:])
+    module, _, function = COMMANDS[argv[0]][0].partition(":")
+    return getattr(importlib.import_module(module), function or "main")(argv[1:])
 
 
 __all__ = ["main", "COMMANDS"]

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -229,3 +229,13 @@ class BatchAugment(torch.nn.Module):
     def extra_repr(self) -> str:
         return (f"degrees={self.degrees}, scale={self.scale}, ratio=({self.ratio[0]:.4g}, {self.ratio[1]:.4g}), "
                 f"hflip={self.hflip}, fill={self.fill:.4g}")
+
+
+def torchvision_pipeline(hflip: bool = False) -> Callable[[Tensor], Tensor]:
+    """The notebooks' per-image torchvision v2 pipeline that augment_batch reproduces (tests and the benchmark)."""
+    from torchvision.transforms import v2
+
+    steps = [v2.RandomRotation(10), v2.RandomResizedCrop(28, scale=(0.8, 1.0), antialias=True)]
+    if hflip:
+        steps.append(v2.RandomHorizontalFlip())
+    return v2.Compose(steps)
