@@ -15,7 +15,6 @@ import json
 import importlib.util
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -60,14 +59,14 @@ def lit_epoch_times(data_dir: str, hidden: int, epochs: int, input_format: str, 
 
 def peak_rss_of_fit(data_dir: str, logdir: str, extra: Sequence[str] = ()) -> float:
     """Peak resident memory (MB) of `lit-regularize fit` on the full IMDB (train + val + test), in a fresh process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     cmd = [sys.executable, "-m", "lit_regularize", "fit", "--data-dir", data_dir, "--max-epochs", "2",
            "--logdir", logdir, "--no-progress", "--accelerator", "cpu", *RSS_FIT_ARGS, *extra]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if peak <= before:
-        raise RuntimeError("could not measure the child's peak RSS")
-    return peak / 1024.0
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak, whatever other children used before
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}")
+    return usage.ru_maxrss / 1024.0
 
 
 def time_all(data_dir: str, peers: ModuleType, variants: Sequence[str], hiddens: Sequence[int], epochs: int,

@@ -45,7 +45,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], N
     return path
 
 
-class DiskFull(UserError):
+class DiskFull(UserError, OSError):
     """The disk filled up while a file was written; the previous version of the file is intact."""
 
     def __init__(self, path: Path) -> None:

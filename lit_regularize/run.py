@@ -226,6 +226,7 @@ def _fill(summary: RunSummary, cfg: Config, trainer: pl.Trainer, history: dict[s
     """Epochs, best epoch and stop reason from the fit's history."""
     summary.history = history
     summary.epochs_run = len(history["epoch"])
+    summary.global_step = trainer.global_step
     summary.best_epoch, summary.best_val_loss, summary.best_val_acc = best_of(history)
     if non_finite:
         summary.stop_reason = "non_finite_loss"

@@ -40,6 +40,7 @@ class RunSummary:
     n_params: Optional[int] = None
     stop_reason: Optional[str] = None  # early_stopping | max_epochs | non_finite_loss | chosen_epoch | a signal
     epochs_run: int = 0
+    global_step: Optional[int] = None
     best_epoch: Optional[int] = None
     best_val_loss: Optional[float] = None
     best_val_acc: Optional[float] = None

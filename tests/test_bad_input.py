@@ -105,7 +105,7 @@ IMDB_CASES = {
     "ragged x/y": (npz_writer(y_test=np.array([0, 1])), "x_test and y_test must be 1-D of equal length"),
     "2-D labels": (npz_writer(y_train=np.zeros((3, 2), int)), "x_train and y_train must be 1-D"),
     "negative word id": (npz_writer(x_train=ragged([1, 2], [-3], [4])), "x_train: word ids must be >= 0"),
-    "non-integer word id": (npz_writer(x_test=ragged([1], ["a"], [2])), "x_test: reviews must be sequences"),
+    "non-integer word id": (npz_writer(x_test=ragged([1], ["a"], [2])), "x_test: word ids must be integers"),
     "empty split": (npz_writer(x_test=ragged(), y_test=np.array([], int)), "x_test is empty"),
 }
 

@@ -1,6 +1,8 @@
 """DataModules: keras IMDB semantics, multi-hot rows, splits, MNIST subsets and augmentation."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -114,21 +116,33 @@ def test_mnist_subset_split_and_normalization(mnist_dir, tmp_path, name):
     assert len(dm.val_idx) == 50 and not set(dm.val_idx) & set(dm.train_idx)
     x, y = next(iter(dm.val_dataloader()))
     assert x.shape == (50, 1, 28, 28) and x.dtype == torch.float32
-    assert abs(float(x.mean())) < 1.5
 
 
 def test_augmentation_touches_only_the_training_split(mnist_dir, tmp_path):
     base = {"data": "mnist", "data_dir": str(mnist_dir), "n_per_class": 10, "val_size": 50, "logdir": str(tmp_path)}
     plain = build_datamodule(make_config(base)); plain.setup()
     aug = build_datamodule(make_config({**base, "augment": True})); aug.setup()
-    assert aug.train_set.transform is not None and aug.val_set.transform is None and aug.test_set.transform is None
     pos = list(range(8))
-    torch.manual_seed(0)
-    assert not torch.equal(aug.train_set.__getitems__(pos)[0], plain.train_set.__getitems__(pos)[0])
-    assert torch.equal(aug.val_set.__getitems__(pos)[0], plain.val_set.__getitems__(pos)[0])
-    assert torch.equal(aug.test_set.__getitems__(pos)[0], plain.test_set.__getitems__(pos)[0])
-    # two draws of the same training images differ: augmentation is random per epoch
-    assert not torch.equal(aug.train_set.__getitems__(pos)[0], aug.train_set.__getitems__(pos)[0])
+    batch = aug.train_set.__getitems__(pos)
+    assert torch.equal(batch[0], plain.train_set.__getitems__(pos)[0])  # datasets are never augmented
+    aug.trainer = plain.trainer = SimpleNamespace(training=True)  # a training batch after transfer
+    first = aug.on_after_batch_transfer(batch, 0)[0]
+    assert not torch.equal(first, batch[0]) and first.shape == batch[0].shape
+    assert torch.equal(plain.on_after_batch_transfer(batch, 0)[0], batch[0])
+    # two draws of the same training images differ: augmentation is random per batch
+    assert not torch.equal(aug.on_after_batch_transfer(batch, 0)[0], first)
+    aug.trainer = SimpleNamespace(training=False)  # validation and test batches are never augmented
+    assert torch.equal(aug.on_after_batch_transfer(batch, 0)[0], batch[0])
+
+
+def test_mnist_batches_are_normalized_with_the_dataset_statistics(mnist_dir, tmp_path):
+    dm = build_datamodule(make_config({"data": "fashion_mnist", "data_dir": str(mnist_dir), "logdir": str(tmp_path),
+                                       "n_per_class": 10, "val_size": 50}))
+    dm.setup()
+    images = dm.arrays["train"][0][torch.as_tensor(dm.train_idx)].float() / 255
+    x, _ = dm.train_set.__getitems__(list(range(len(dm.train_set))))
+    assert (dm.mean, dm.std) == (0.2860, 0.3530)  # Fashion-MNIST's training mean and std (README)
+    assert torch.allclose(x.squeeze(1), (images - 0.2860) / 0.3530, atol=1e-6)
 
 
 def test_missing_mnist_files_are_one_clear_error(tmp_path):

@@ -88,8 +88,8 @@ def test_nan_loss_stops_training_and_keeps_the_best_finite_checkpoint(quick, nan
     assert saved["history"][curve][2] == "nan"
     if val_size:
         assert s["best_epoch"] in (1, 2) and s["best_val_loss"] == min(s["history"]["val_loss"][:2])
-        ckpt = torch.load(s["best_checkpoint"], weights_only=True, map_location="cpu")
-        assert ckpt["epoch"] + 1 == s["best_epoch"] and finite_weights(s["best_checkpoint"])
+        ckpt = torch.load(s.path(s.best_checkpoint), weights_only=True, map_location="cpu")
+        assert ckpt["epoch"] + 1 == s["best_epoch"] and finite_weights(s.path(s.best_checkpoint))
         assert math.isfinite(s["test"]["best"]["loss"])
     else:
         assert s["best_epoch"] is None and s["best_checkpoint"] is None
@@ -105,7 +105,7 @@ def test_diverging_lr_stops_with_no_early_stopping(quick, capsys):
     losses = [float(v) for v in s["history"]["val_loss"]]
     assert not math.isfinite(losses[-1]) and all(math.isfinite(v) for v in losses[:-1])
     if s["best_checkpoint"] is not None:
-        assert finite_weights(s["best_checkpoint"])
+        assert finite_weights(Path(quick["logdir"]) / "diverge" / "version_0" / s["best_checkpoint"])
     else:
         assert s["best_epoch"] is None
     assert "stopped by non_finite_loss" in capsys.readouterr().out
@@ -150,7 +150,7 @@ def test_resume_matches_an_uninterrupted_run(resume_setup, mid_epoch):
         run(make_config({**over, "name": name}), extra_callbacks=[SigtermAt(4 if mid_epoch else 3, mid_epoch)])
     cut_dir = Path(over["logdir"]) / name / "version_0"
     cut = read_summary(cut_dir)
-    assert cut["status"] == "interrupted" and cut["stop_reason"] == "SIGTERMException" and cut["epochs_run"] == 3
+    assert cut["status"] == "interrupted" and cut["stop_reason"] == "SIGTERM" and cut["epochs_run"] == 3
     # last.ckpt stays at the end of epoch 3 (an interrupt never writes a mid-epoch checkpoint)
     assert torch.load(cut_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 2
 
@@ -198,7 +198,7 @@ def test_signal_during_fit_leaves_a_resumable_run(quick, sig):
 
     cut = read_summary(run_dir)
     assert cut["status"] == "interrupted"
-    assert cut["stop_reason"] == ("SIGTERMException" if sig == signal.SIGTERM else "KeyboardInterrupt")
+    assert cut["stop_reason"] == ("SIGTERM" if sig == signal.SIGTERM else "KeyboardInterrupt")
     ckpt = torch.load(last, weights_only=True, map_location="cpu")  # loadable, weights-only safe
     assert "state_dict" in ckpt and finite_weights(last)
     assert not [p.name for p in last.parent.iterdir() if p.name.endswith(".tmp")]  # no half-written file left

@@ -12,6 +12,7 @@ import torch
 
 from conftest import ROOT, flags, real_data_or_skip
 from lit_regularize.config import make_config
+from lit_regularize.cli.args import config_from_args
 from lit_regularize.run import run
 
 from lit_regularize.cli import fit  # noqa: E402
@@ -32,7 +33,8 @@ def test_fit_writes_checkpoint_tensorboard_and_complete_summary(quick, capsys):
     assert all(p > 0 for p in s["history"]["train_penalty"])
     for which in ("best", "last"):
         assert 0 <= s["test"][which]["acc"] <= 1 and s["test"][which]["loss"] > 0
-    assert Path(s["best_checkpoint"]).is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert (run_dir / s["best_checkpoint"]).is_file() and (run_dir / s["last_checkpoint"]).is_file()
+    assert s["last_checkpoint"] == "checkpoints/last.ckpt"  # paths relative to the run folder
     assert list(run_dir.glob("events.out.tfevents.*"))
     assert (run_dir / "config.yaml").is_file() and (run_dir / "split.npz").is_file()
     out = capsys.readouterr().out
@@ -44,19 +46,20 @@ def test_best_checkpoint_is_the_epoch_with_lowest_val_loss(quick):
     vals = s["history"]["val_loss"]
     best = min(range(len(vals)), key=vals.__getitem__)
     assert s["best_epoch"] == best + 1 and math.isclose(s["best_val_loss"], vals[best], rel_tol=1e-6)
-    ckpt = torch.load(s["best_checkpoint"], weights_only=True, map_location="cpu")
-    assert ckpt["epoch"] == best  # Lightning counts epochs from 0
-    assert math.isclose(float(ckpt["callbacks"][next(k for k in ckpt["callbacks"] if k.startswith("ModelCheckpoint{'monitor': 'val/loss'"))]
+    ckpt = torch.load(s.path(s.best_checkpoint), weights_only=True, map_location="cpu")
+    assert ckpt["epoch"] == best  # Lightning counts epochs from 0; the file name from 1
+    assert s.best_checkpoint == f"checkpoints/best-epoch{best + 1:03d}.ckpt"
+    assert math.isclose(float(ckpt["callbacks"][next(k for k in ckpt["callbacks"] if k.startswith("EpochCheckpoint{'monitor': 'val/loss'"))]
                               ["best_model_score"]), vals[best], rel_tol=1e-6)
-    last = torch.load(s["last_checkpoint"], weights_only=True, map_location="cpu")
-    assert last["epoch"] == len(vals) - 1 and last["global_step"] == s["global_step"]
-    # the checkpoint carries its config (save_hyperparameters)
-    assert ckpt["hyper_parameters"]["config"]["lr"] == 0.01
+    last = torch.load(s.path(s.last_checkpoint), weights_only=True, map_location="cpu")
+    assert last["epoch"] == len(vals) - 1
+    # the checkpoint carries the model's own settings only (no run paths)
+    assert ckpt["hyper_parameters"]["lr"] == 0.01 and "logdir" not in ckpt["hyper_parameters"]
 
 
 def test_checkpoint_loads_into_plain_torch_linear_layers(quick):
     s = run(make_config({**quick, "name": "plain"}))
-    state = torch.load(s["best_checkpoint"], weights_only=True, map_location="cpu")["state_dict"]
+    state = torch.load(s.path(s.best_checkpoint), weights_only=True, map_location="cpu")["state_dict"]
     plain = torch.nn.Sequential(torch.nn.Linear(40, 8), torch.nn.ReLU(), torch.nn.Linear(8, 8), torch.nn.ReLU(),
                                 torch.nn.Linear(8, 1))
     plain.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
@@ -65,9 +68,8 @@ def test_checkpoint_loads_into_plain_torch_linear_layers(quick):
 def test_yaml_config_and_flags_merge(tmp_path, quick):
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text("reg: dropout\nhidden: 12\nlr: 0.005\n")
-    args = fit.config_parser("x").parse_args(["--config", str(cfg_file), "--hidden", "6"])
-    from lit_regularize.config import config_from_args
-    cfg = config_from_args(args)
+    argv = ["--config", str(cfg_file), "--hidden", "6"]
+    cfg = config_from_args(fit.parser(argv).parse_args(argv))
     assert (cfg.reg, cfg.dropout, cfg.hidden, cfg.lr) == ("dropout", 0.5, 6, 0.005)
     assert make_config({"reg": "dropout", "dropout": 0.2}).dropout == 0.2
     assert make_config({"reg": "l2"}).l2 == 1e-3 and make_config({"data": "mnist"}).hidden == 128

@@ -37,7 +37,7 @@ def test_every_run_logs_weight_histograms_and_exact_sparsity(quick):
     acc = _events(s["log_dir"])
     assert {"weights/layer0", "weights/layer1", "weights/layer2"} <= set(acc.Tags()["histograms"])
     assert [e.step for e in acc.Histograms("weights/layer0")] == [1, 2, 3]  # once per epoch
-    state = torch.load(s["last_checkpoint"], weights_only=True)["state_dict"]
+    state = torch.load(s.path(s.last_checkpoint), weights_only=True)["state_dict"]
     w = state["net.0.weight"]
     near_zero = acc.Scalars("weights/layer0_near_zero")[-1].value
     assert near_zero == pytest.approx(float((w.abs() < 1e-3).float().mean()), abs=1e-6)
@@ -63,7 +63,7 @@ def test_augmented_mnist_run_logs_an_image_grid_once_without_moving_the_rng(tmp_
     dm = build_datamodule(make_config(over))
     dm.setup()
     state = torch.get_rng_state()
-    grid = augmentation_grid(dm.train_set)
+    grid = augmentation_grid(dm)
     assert torch.equal(torch.get_rng_state(), state)
     side = 28 + 2
     assert grid.shape == (3, (1 + GRID_VIEWS) * side + 2, GRID_IMAGES * side + 2)

@@ -81,10 +81,8 @@ def add_config_args(parser: argparse.ArgumentParser, argv: Sequence[str] = (), s
         else:
             kwargs["type"] = kind
             choices = choices_of(name)
-            if choices:
-                kwargs["choices"] = choices
-            else:
-                kwargs["metavar"] = meta.get("metavar", name.upper())
+            # Choices are shown, but checked by Config's validation, which suggests the closest one.
+            kwargs["metavar"] = "{" + ",".join(choices) + "}" if choices else meta.get("metavar", name.upper())
         groups[meta["group"]].add_argument(flag(name), **kwargs)
 
 
