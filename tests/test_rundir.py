@@ -1,0 +1,209 @@
+"""The run folder's one lifecycle (issue 9): resume reads and writes only DIR, reports the true best checkpoint,
+refuses overrides that change the model or the data, claims version folders atomically, and every exit path
+leaves a summary.json whose status matches the exit code."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from conftest import flags
+from lit_regularize.cli import compare as compare_cli
+from lit_regularize.cli import fit
+from lit_regularize.config import make_config
+from lit_regularize.errors import RunInterrupted
+from lit_regularize.model import RegularizedMLP
+from lit_regularize.rundir import RunDir
+from lit_regularize.run import run
+
+# A scripted validation curve whose minimum is in the middle (epoch 4), so best and last differ.
+CURVE = [0.50, 0.30, 0.40, 0.20, 0.60, 0.70]
+
+
+@pytest.fixture
+def scripted_val_loss(monkeypatch):
+    """val/loss follows CURVE by epoch (the real loss is still computed and discarded)."""
+    def on_validation_epoch_end(self):
+        self.val_loss.reset()
+        self.log("val/loss", CURVE[self.current_epoch], prog_bar=True)
+        self.log("val/acc", self.val_acc.compute())
+        self.val_acc.reset()
+    monkeypatch.setattr(RegularizedMLP, "on_validation_epoch_end", on_validation_epoch_end)
+
+
+class InterruptAt(pl.Callback):
+    """Ctrl-C at the start of a 0-based epoch."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def _over(quick: dict, **extra) -> dict:
+    return {**quick, "max_epochs": 6, "early_stopping": False, **extra}
+
+
+def test_resume_after_a_new_best_reports_the_true_best_checkpoint(quick, scripted_val_loss):
+    cfg = make_config(_over(quick, name="cut"))
+    with pytest.raises(RunInterrupted):
+        run(cfg, extra_callbacks=[InterruptAt(2)])  # epoch 2 was a new best and the last saved epoch
+    rundir = RunDir.latest(cfg.logdir, "cut")
+    cut = json.loads((rundir.path / "summary.json").read_text())
+    assert cut["status"] == "interrupted" and cut["exit_code"] == 130 and cut["best_epoch"] == 2
+    s = run(cfg, resume=rundir)
+    assert s.history["val_loss"] == pytest.approx(CURVE) and s.best_epoch == 4
+    assert s.best_checkpoint == "checkpoints/best-epoch004.ckpt"
+    assert sorted(p.name for p in rundir.checkpoint_dir.glob("best-*")) == ["best-epoch004.ckpt"]
+    ckpt = torch.load(s.path(s.best_checkpoint), weights_only=True)
+    assert ckpt["epoch"] + 1 == 4
+    # test.best was computed on exactly those weights
+    model = RegularizedMLP.load_from_checkpoint(s.path(s.best_checkpoint))
+    last = RegularizedMLP.load_from_checkpoint(s.path(s.last_checkpoint))
+    assert not torch.equal(model.net[0].weight, last.net[0].weight)
+    assert s.test["best"] != s.test["last"]
+    # resuming the finished run again with the same max_epochs: nothing to train, same answer
+    again = run(cfg, resume=RunDir.open(rundir.path))
+    assert again.best_epoch == 4 and again.best_checkpoint == s.best_checkpoint and again.status == "completed"
+
+
+def test_resume_of_a_copied_folder_reads_and_writes_only_the_copy(quick, tmp_path, monkeypatch):
+    cfg = make_config(_over(quick, name="orig", max_epochs=2))
+    s = run(cfg)
+    copy = tmp_path / "elsewhere" / "renamed"
+    shutil.copytree(s.run_dir, copy)
+    before = {p: p.read_bytes() for p in s.run_dir.rglob("*") if p.is_file()}
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert fit.main(["--resume", ".", "--max-epochs", "4"]) != 0  # "." is not the run folder itself here
+    monkeypatch.chdir(copy)
+    assert fit.main(["--resume", ".", "--max-epochs", "4", "--no-progress"]) == 0
+    resumed = json.loads((copy / "summary.json").read_text())
+    assert resumed["epochs_run"] == 4 and (copy / resumed["best_checkpoint"]).is_file()
+    after = {p: p.read_bytes() for p in s.run_dir.rglob("*") if p.is_file()}
+    assert after == before  # the original run was not touched
+
+
+@pytest.mark.parametrize("override", [["--hidden", "16"], ["--train-size", "50"], ["--seed", "3"], ["--lr", "0.1"]])
+def test_resume_refuses_overrides_that_change_model_or_data_before_writing(quick, override, capsys):
+    s = run(make_config(_over(quick, name="keep", max_epochs=2)))
+    before = {p: p.read_bytes() for p in s.run_dir.rglob("*") if p.is_file()}
+    assert fit.main(["--resume", str(s.run_dir), *override]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and override[0] in err[0]
+    assert {p: p.read_bytes() for p in s.run_dir.rglob("*") if p.is_file()} == before
+
+
+def test_resume_of_a_truncated_checkpoint_is_one_line(quick, capsys):
+    s = run(make_config(_over(quick, name="trunc", max_epochs=1)))
+    last = s.run_dir / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:100])
+    assert fit.main(["--resume", str(s.run_dir)]) == 2
+    assert "damaged" in capsys.readouterr().err
+
+
+def test_version_folders_are_claimed_exclusively(tmp_path):
+    claimed: list[Path] = []
+    barrier = threading.Barrier(8)
+
+    def claim():
+        barrier.wait()
+        claimed.append(RunDir.claim(tmp_path, "same").path)
+    threads = [threading.Thread(target=claim) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(p.name for p in claimed) == [f"version_{k}" for k in range(8)]
+
+
+def test_sigterm_during_the_test_phase_leaves_an_interrupted_summary(quick):
+    class TermInTest(pl.Callback):
+        def on_test_batch_start(self, *args):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    cfg = make_config(_over(quick, name="term", max_epochs=2))
+    with pytest.raises(RunInterrupted):
+        run(cfg, extra_callbacks=[TermInTest()])
+    s = json.loads((RunDir.latest(cfg.logdir, "term").path / "summary.json").read_text())
+    assert s["status"] == "interrupted" and s["stop_reason"] == "SIGTERM" and s["exit_code"] == 130
+    assert s["epochs_run"] == 2 and s["test"] is None
+
+
+def test_written_files_honour_the_umask(quick):
+    old = os.umask(0o022)
+    try:
+        s = run(make_config(_over(quick, name="perm", max_epochs=1)))
+    finally:
+        os.umask(old)
+    for p in (s.run_dir / "summary.json", s.run_dir / "config.yaml", s.run_dir / "checkpoints" / "last.ckpt"):
+        assert p.stat().st_mode & 0o777 == 0o644, p
+
+
+def test_batchnorm_trains_when_the_last_batch_has_one_example(quick):
+    s = run(make_config(_over(quick, name="bn1", reg="batchnorm", train_size=161, max_epochs=1)))
+    assert s.status == "completed" and s.epochs_run == 1
+
+
+def _error(argv: list[str], logdir: Path, capsys) -> str:
+    rc = fit.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and "Traceback" not in err
+    assert not logdir.exists()
+    return err
+
+
+@pytest.mark.parametrize("extra,needle", [
+    ({"seed": -1}, "--seed"), ({"seed": 4294967296}, "--seed"), ({"accelerator": "foo"}, "--accelerator"),
+    ({"accelerator": "gpu"}, "--accelerator"), ({"strategy": "foo"}, "--strategy"), ({"devices": "0"}, "--devices"),
+    ({"l1": "nan"}, "--l1"), ({"l2": "inf"}, "--l2"), ({"weight_decay": "nan"}, "--weight-decay"),
+    ({"hflip": True}, "--hflip"), ({"augment": True}, "--augment"), ({"n_per_class": 5}, "--n-per-class"),
+    ({"name": "../../escape"}, "--name"), ({"val_size": 240}, "--val-size"),
+])
+def test_bad_settings_are_one_line_before_any_folder(quick, extra, needle, capsys):
+    if extra == {"accelerator": "gpu"} and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    err = _error(flags({**quick, **extra}), Path(quick["logdir"]), capsys)
+    assert needle in err
+
+
+def test_imdb_path_that_is_a_folder_or_a_broken_link_is_reported_and_kept(quick, tmp_path, capsys):
+    d = tmp_path / "d1"
+    (d / "imdb.npz").mkdir(parents=True)
+    assert "not a file" in _error(flags({**quick, "data_dir": str(d)}), Path(quick["logdir"]), capsys)
+    d2 = tmp_path / "d2"
+    d2.mkdir()
+    (d2 / "imdb.npz").symlink_to(d2 / "nowhere.npz")
+    assert "broken symbolic link" in _error(flags({**quick, "data_dir": str(d2)}), Path(quick["logdir"]), capsys)
+    assert (d2 / "imdb.npz").is_symlink()  # never deleted
+
+
+def test_compare_out_that_is_a_file_is_one_line(tmp_path, capsys):
+    out = tmp_path / "file"
+    out.write_text("x")
+    assert compare_cli.main(["imdb_capacity", "--out", str(out)]) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_processes_started_together_get_different_version_folders(quick, tmp_path):
+    over = {**quick, "max_epochs": 1, "name": "race"}
+    procs = [subprocess.Popen([sys.executable, "-m", "lit_regularize", "fit", *flags(over)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)]
+    for p in procs:
+        assert p.wait(timeout=180) == 0, p.stderr.read().decode()[-2000:]
+    runs = sorted(p.name for p in (Path(quick["logdir"]) / "race").iterdir())
+    assert runs == ["version_0", "version_1", "version_2"]
+    for r in runs:
+        assert json.loads((Path(quick["logdir"]) / "race" / r / "summary.json").read_text())["status"] == "completed"
