@@ -223,6 +223,18 @@ def test_textdir_vocabulary_from_training_examples_and_encode_texts(tmp_path):
     assert set(big.artifacts()["word_index.json"]) == train_words
 
 
+def test_write_artifacts_saves_the_word_index_for_predict(tmp_path):
+    from lit_regularize.data.own import write_artifacts
+    from lit_regularize.text import load_word_index
+
+    dm = setup(TextDirDataModule(write_textdir(tmp_path / "t"), num_words=10, **SPLIT))
+    names = sorted(p.name for p in write_artifacts(dm, tmp_path / "run"))
+    assert names == ["classes.json", "word_index.json"]
+    assert load_word_index(tmp_path / "run" / "word_index.json") == dm.word_index
+    assert json.loads((tmp_path / "run" / "classes.json").read_text()) == ["neg", "pos"]
+    assert write_artifacts(object(), tmp_path / "none") == []
+
+
 def test_imagedir_grayscale_uint8_training_statistics(tmp_path):
     root = write_imagedir(tmp_path / "im", size=10)
     dm = setup(ImageDirDataModule(root, image_size=8, augment=True, **SPLIT))

@@ -115,6 +115,22 @@ def class_folders(root: Path, suffixes: tuple[str, ...], what: str) -> dict[str,
     return out
 
 
+def write_artifacts(dm: Any, folder: str | os.PathLike) -> list[Path]:
+    """Write dm.artifacts() (DataModules without the method have none) as JSON files into a run folder.
+
+    The hook for run(): after `rundir.write_split(dm.split_record())`, `write_artifacts(dm, rundir.path)`.
+    """
+    import json
+
+    from lit_regularize.files import atomic_write
+
+    written = []
+    for name, content in (getattr(dm, "artifacts", dict)() or {}).items():
+        text = json.dumps(content, indent=1, ensure_ascii=False).encode("utf-8")
+        written.append(atomic_write(Path(folder) / name, lambda f, t=text: f.write(t)))
+    return written
+
+
 class OwnData:
     """Mixin (listed before the SplitDataModule subclass) for the user's own data at `path`.
 
@@ -180,4 +196,4 @@ class OwnData:
         return record
 
 
-__all__ = ["OwnData", "class_folders", "stamp", "as_int_labels", "encode_labels", "sort_label_values", "check_classes", "DEFAULT_VAL_SHARE"]
+__all__ = ["OwnData", "write_artifacts", "class_folders", "stamp", "as_int_labels", "encode_labels", "sort_label_values", "check_classes", "DEFAULT_VAL_SHARE"]
