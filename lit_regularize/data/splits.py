@@ -31,3 +31,25 @@ def kfold_split(pool: np.ndarray, k: int, fold: int, seed: int) -> tuple[np.ndar
     val = parts[chunk]
     train = np.concatenate([p for i, p in enumerate(parts) if i != chunk])
     return train, val
+
+
+def stratified_holdout(labels: np.ndarray, test_size: float, seed: int,
+                       names: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded, stratified (pool, test) split of range(len(labels)): about test_size of every class is held out.
+
+    Every class needs at least two examples (one to train on, one to test on); each keeps at least one of each.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.RandomState([seed, 0x7e57])  # a stream of its own, apart from the validation split's
+    test = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        if len(members) < 2:
+            name = names[int(c)] if names is not None else str(c)
+            raise DataError(f"class {name!r} has only {len(members)} example; a stratified test split needs at "
+                            "least 2 per class (add examples, or provide a test split)")
+        n_test = min(max(int(round(test_size * len(members))), 1), len(members) - 1)
+        test.append(rng.choice(members, n_test, replace=False))
+    test_idx = np.sort(np.concatenate(test))
+    pool = np.setdiff1d(np.arange(len(labels)), test_idx)
+    return pool, test_idx
