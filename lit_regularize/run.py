@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 from lit_regularize.callbacks import History, InterruptReason
 from lit_regularize.config import Config
 from lit_regularize.data.base import SplitDataModule
+from lit_regularize.data.own import write_artifacts
 from lit_regularize.errors import ConfigError, RunInterrupted, UserError
 from lit_regularize.model import RegularizedMLP, count_parameters, layer_summary
 from lit_regularize.rundir import RunDir
@@ -163,6 +164,7 @@ def run(cfg: Config, extra_callbacks: Sequence[pl.Callback] = (), resume: Option
                 rundir.write_config(cfg)
                 if resume is None:
                     rundir.write_split(dm.split_record())
+                    write_artifacts(dm, rundir.path)  # e.g. an own text folder's word index, for predict
                 summary.write()
                 if cfg.progress:
                     print(f"{rundir.path}\n{layer_summary(model)}")
@@ -198,6 +200,7 @@ def run(cfg: Config, extra_callbacks: Sequence[pl.Callback] = (), resume: Option
             if summary.epochs_run == 0:  # not filled yet (a later test pass may have restored older callback state)
                 _fill(summary, cfg, trainer, history_cb.history, history_cb.non_finite, t_start)
             summary.status = "interrupted" if interrupted else "failed"
+            summary.test = None  # a test pass cut short reports nothing rather than half
             summary.stop_reason = reason if interrupted else summary.stop_reason
             summary.exit_code = 130 if interrupted else (2 if isinstance(e, UserError) else 1)
             if not interrupted:
