@@ -24,7 +24,7 @@ def _help(argv: list[str]) -> str:
 def test_every_config_field_has_exactly_one_flag_and_internal_ones_are_hidden():
     text = _help([]).split("Examples:")[0].split("options:", 1)[1]  # the option list only
     for name, f in FIELDS.items():
-        count = len(re.findall(rf"^\s+{re.escape(flag(name))}(?![\w-])", text, flags=re.M))
+        count = len(re.findall(rf"^  {re.escape(flag(name))}(?![\w-])", text, flags=re.M))
         assert count == (0 if f.metadata.get("internal") else 1), name
     assert "--fold " not in text and "--merge-val" not in text
 
