@@ -138,15 +138,18 @@ def run_worker(sweep: Sweep, index: int = 0, threads: Optional[int] = None,
 
 def _die_with_parent(parent: int) -> None:
     """SIGTERM this process when the sweep process that started it dies (even by SIGKILL)."""
+    armed = False
     if sys.platform.startswith("linux"):
         try:
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+            armed = ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM) == 0
         except (OSError, AttributeError):
             pass
     if os.getppid() != parent:  # the parent died before prctl took effect
         os.kill(os.getpid(), signal.SIGTERM)
+    if armed:
+        return
 
-    def watch() -> None:  # where prctl is missing (not Linux): notice the re-parenting
+    def watch() -> None:  # without prctl (not Linux): notice the re-parenting
         while os.getppid() == parent:
             time.sleep(PARENT_POLL_S)
         os.kill(os.getpid(), signal.SIGTERM)
@@ -154,7 +157,10 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _on_term(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt  # the running trial is failed and queued again (see make_objective)
+    """The first SIGTERM ends the worker like Ctrl-C: its running trial is failed and queued again (see
+    make_objective); later ones are ignored so that they cannot cut the re-queueing short."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
