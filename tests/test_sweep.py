@@ -283,7 +283,8 @@ def test_sweep_resumes_reports_honestly_and_refits(tmp_path, quick, capsys, monk
         assert len(rows) == 4 and rows[0]["rank"] == "1" and int(rows[0]["trial"]) == best.number
         for r in rows:  # the numbers match storage
             t = study.trials[int(r["trial"])]
-            assert r["state"] == t.state.name and float(r["val_loss"]) == t.value
+            best_reported = t.value if t.state == States.COMPLETE else min(t.intermediate_values.values())
+            assert r["state"] == t.state.name and float(r["val_loss"]) == best_reported
             assert int(r["best_epoch"]) == t.user_attrs["best_epoch"] and int(r["epochs_run"]) == t.user_attrs[
                 "epochs_run"]
         md = (folder / "leaderboard.md").read_text()
@@ -352,6 +353,24 @@ def test_resuming_with_another_space_or_other_settings_is_one_error(tmp_path, qu
     assert len(load(storage.storage_url(None, "rs"), "rs").trials) == 1  # no trial started
     assert sweep_main([*flags({**quick, "progress": False, "hidden": 12}), *args[:-1], "2",
                        "--allow-changed-settings"]) == 0
+
+
+def test_trial_line_and_dashboard_hint(monkeypatch):
+    study = optuna.create_study()
+    trial = study.ask({"lr": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)})
+    trial.report(0.5, 0)
+    for k, v in {"best_epoch": 1, "epochs_run": 1, "seconds": 2.25}.items():
+        trial.set_user_attr(k, v)
+    study.tell(trial, state=States.PRUNED)
+    line = report.trial_line(study.trials[0])
+    assert line.startswith("trial    0 PRUNED") and "last val/loss 0.5000" in line and "epochs 1  2.2 s" in line
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "optuna_dashboard" else real(n, *a))
+    assert report.dashboard_hint("sqlite:///x.db") == "pip install optuna-dashboard && optuna-dashboard sqlite:///x.db"
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: object())
+    assert report.dashboard_hint("journal:/a/b.log") == "optuna-dashboard /a/b.log"
 
 
 def test_journal_file_storage(tmp_path, quick):

@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib.util
 import io
 import math
-import sys
 import warnings
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -39,8 +38,10 @@ def _params(params: Mapping[str, Any]) -> str:
 def trial_line(t: FrozenTrial) -> str:
     """trial number, state, params, val/loss, best epoch, epochs run, seconds."""
     u = t.user_attrs
-    value = t.value if t.value is not None else _last_value(t)
-    return (f"trial {t.number:4d} {t.state.name:<8s} {_params(t.params)}  {METRIC} {fmt(value)}  best epoch "
+    # Optuna stores a pruned trial's last reported value as its value: show it as such
+    done = t.state == TrialState.COMPLETE
+    value, label = (t.value, METRIC) if done else (_last_value(t), f"last {METRIC}")
+    return (f"trial {t.number:4d} {t.state.name:<8s} {_params(t.params)}  {label} {fmt(value)}  best epoch "
             f"{fmt(u.get('best_epoch'))}  epochs {fmt(u.get('epochs_run'))}  {fmt(u.get('seconds'), '{:.1f}')} s")
 
 
@@ -55,9 +56,17 @@ def _last_value(t: FrozenTrial) -> Optional[float]:
 
 # -- leaderboard ----------------------------------------------------------------------------------------------
 
+def _best_value(t: FrozenTrial) -> Optional[float]:
+    """A complete trial's value; else the lowest val/loss it reported before it stopped."""
+    if t.state == TrialState.COMPLETE:
+        return t.value
+    reported = [v for v in t.intermediate_values.values() if v is not None and math.isfinite(v)]
+    return min(reported) if reported else None
+
+
 def _sort_key(t: FrozenTrial) -> tuple:
     rank = {TrialState.COMPLETE: 0, TrialState.PRUNED: 1}.get(t.state, 2)
-    value = t.value if t.value is not None else _last_value(t)
+    value = _best_value(t)
     return rank, value if value is not None else math.inf, t.number
 
 
@@ -76,7 +85,7 @@ def leaderboard(study: optuna.Study) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"rank": rank if t.state == TrialState.COMPLETE else None, "trial": t.number,
                                "state": t.state.name}
         row.update({p: t.params.get(p) for p in params})
-        row.update({"val_loss": t.value, "val_acc": u.get("val_acc"), "best_epoch": u.get("best_epoch"),
+        row.update({"val_loss": _best_value(t), "val_acc": u.get("val_acc"), "best_epoch": u.get("best_epoch"),
                     "epochs_run": u.get("epochs_run"), "seconds": u.get("seconds"), "run_dir": u.get("run_dir")})
         rows.append(row)
     return rows
@@ -150,7 +159,7 @@ def landscape_figure(study: optuna.Study) -> Any:
     from matplotlib import cm, colors
 
     trials = [t for t in study.get_trials(deepcopy=False, states=COUNTED) if "config" in t.user_attrs]
-    values = [t.value for t in trials if t.value is not None]
+    values = [t.value for t in trials if t.state == TrialState.COMPLETE]
     norm = colors.LogNorm(min(values), max(values)) if values and min(values) > 0 and min(values) < max(values) \
         else colors.Normalize(min(values or [0]), max(values or [1]) + 1e-12)
     cmap = cm.get_cmap("viridis_r") if hasattr(cm, "get_cmap") else __import__("matplotlib").colormaps["viridis_r"]
@@ -167,14 +176,14 @@ def landscape_figure(study: optuna.Study) -> Any:
         for t in mine:
             c, y = t.user_attrs["config"], t.user_attrs["config"][name]
             marker = "s" if c["reg"] == "l1_l2" else "o"
-            if t.value is None:
+            if t.state != TrialState.COMPLETE:
                 ax.scatter(c["hidden"], y, marker=marker, facecolors="none", edgecolors="0.6", s=30)
             else:
                 ax.scatter(c["hidden"], y, marker=marker, color=cmap(norm(t.value)), s=40, edgecolors="k",
                            linewidths=0.3)
         for t in none:  # the unregularized reference strip
             c = t.user_attrs["config"]
-            if t.value is None:
+            if t.state != TrialState.COMPLETE:
                 ax.scatter(c["hidden"], floor, marker="x", color="0.6", s=30)
             else:
                 ax.scatter(c["hidden"], floor, marker="x", color=cmap(norm(t.value)), s=40)
@@ -186,7 +195,7 @@ def landscape_figure(study: optuna.Study) -> Any:
             y = floor if c["reg"] == "none" else c[name]
             ax.scatter(c["hidden"], y, marker="*", s=260, facecolors="none", edgecolors="red", linewidths=1.5,
                        label=f"best: trial {best.number} ({best.value:.4f})")
-            ax.legend(fontsize=8, loc="upper right")
+            ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("hidden units (log)")
@@ -241,6 +250,8 @@ def _optuna_figure(kind: str, study: optuna.Study) -> Any:
             title = f"{study.study_name}: importance for {METRIC} ({n} finished trials" + (
                 f", fewer than {MIN_TRIALS_FOR_IMPORTANCE}: unreliable)" if n < MIN_TRIALS_FOR_IMPORTANCE else ")")
     ax = ax.flat[0] if hasattr(ax, "flat") else ax
+    for loc in ("left", "center", "right"):  # Optuna titles some plots on the left
+        ax.set_title("", loc=loc)
     ax.set_title(title)
     return ax.figure
 
@@ -330,7 +341,8 @@ def report_markdown(study: optuna.Study, rows: list[dict[str, Any]], params: Seq
     lines += ["## Fixed settings", "", "```yaml", yaml.safe_dump(minimal_overrides(make_config(fixed)),
                                                                   sort_keys=False).strip() or "{}", "```", ""]
     lines += ["## Search space", "", "```yaml", yaml.safe_dump(dict(space), sort_keys=False).strip(), "```", ""]
-    lines += ["## Leaderboard", "", "(also `leaderboard.csv`, full precision)", "",
+    lines += ["## Leaderboard", "", "(also `leaderboard.csv`, full precision; a pruned trial's best val/loss is the "
+              "lowest it reported before it was stopped)", "",
               markdown(leaderboard_columns(params), rows)]
     return "\n".join(lines)
 
