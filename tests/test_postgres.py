@@ -15,7 +15,7 @@ from conftest import ROOT
 from test_sweep import sigkill_scenario
 
 PG = ROOT / ".ci" / "postgres.sh"
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
-"""Optuna sweeps on tiny synthetic IMDB: space, pruning, NaN, resume, workers, kill, Ctrl-C, report, refit."""
+"""Optuna sweeps on tiny synthetic IMDB: space, pruning, NaN, k-fold, honesty (no test set in trials), resume
+checks, report, refit, workers, kill, Ctrl-C."""
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -12,22 +14,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import pytest
 
 from conftest import ROOT, flags
-from lit_regularize import tuning
+from lit_regularize.cli.sweep import main as sweep_main
 from lit_regularize.config import make_config
 from lit_regularize.errors import ConfigError
+from lit_regularize.summary import RunSummary
+from lit_regularize.sweep import objective as objective_mod
+from lit_regularize.sweep import report, space as space_mod, storage, study as study_mod, workers
 
-sys.path.insert(0, str(ROOT / "scripts"))
-import sweep  # noqa: E402
-
-SWEEP = ROOT / "scripts" / "sweep.py"
+SWEEP = [sys.executable, "-m", "lit_regularize", "sweep"]
 States = optuna.trial.TrialState
 LR_SPACE = {"lr": {"type": "float", "low": 1e-3, "high": 2e-2, "log": True}}
-
-
 
 
 def write_space(path: Path, space: dict) -> Path:
@@ -40,7 +41,11 @@ def write_space(path: Path, space: dict) -> Path:
 
 def load(url: str, name: str) -> optuna.Study:
     """The study as another process sees it."""
-    return optuna.load_study(study_name=name, storage=tuning.open_storage(url, heartbeat=0))
+    return optuna.load_study(study_name=name, storage=storage.open_storage(url, heartbeat=0))
+
+
+def api_sweep(quick: dict, space: dict, **kw) -> study_mod.Sweep:
+    return study_mod.Sweep(study_name="api", storage="unused", fixed=quick, space=space, **kw)
 
 
 def wait_for_running_trial(url: str, name: str, proc: subprocess.Popen, timeout: float = 90.0) -> Any:
@@ -61,12 +66,12 @@ def wait_for_running_trial(url: str, name: str, proc: subprocess.Popen, timeout:
 # -- search space --------------------------------------------------------------------------------------------
 
 def test_default_space_samples_conditional_regularizer_strengths():
-    space = tuning.parse_space(tuning.load_space(tuning.DEFAULT_SPACE))
+    space = space_mod.parse_space(space_mod.load_space(space_mod.default_space()))
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     seen = set()
     for _ in range(80):
         trial = study.ask()
-        params = tuning.suggest(trial, space)
+        params = space_mod.suggest(trial, space)
         study.tell(trial, 0.0)
         seen.add(params["reg"])
         assert ("l1" in params) == (params["reg"] in ("l1", "l1_l2"))
@@ -91,42 +96,110 @@ def test_default_space_samples_conditional_regularizer_strengths():
     ({"dropout": {"type": "float", "low": 0.1, "high": 1.0}}, "dropout = 1.0 is not a valid setting"),
     ({"hidden": {"type": "int", "low": 8, "high": 4}}, "low < high"),
     ({"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-2}}, "type must be"),
+    ({}, "search space is empty"),
+    ({"hidden": 32}, "search space is empty"),
 ])
 def test_bad_space_is_one_config_error(space, message):
     with pytest.raises(ConfigError, match=message):
-        tuning.check_space(tuning.parse_space(space, "--space s.yaml"), {}, "--space s.yaml")
+        space_mod.check_space(space_mod.parse_space(space, "--space s.yaml"), {}, "--space s.yaml")
 
 
-def test_sweep_cli_bad_input_is_one_line(tmp_path, quick, capsys):
-    assert sweep.main([*flags(quick), "--space", str(tmp_path / "missing.yaml")]) == 2
+def test_space_difference_and_edges():
+    assert space_mod.space_difference(LR_SPACE, dict(LR_SPACE)) is None
+    other = {"lr": {**LR_SPACE["lr"], "high": 0.1}}
+    assert space_mod.space_difference(LR_SPACE, other).startswith("lr: ")
+    assert space_mod.space_difference(LR_SPACE, {**LR_SPACE, "hidden": 8}).startswith("hidden: (absent) -> 8")
+    lr = space_mod.parse_space(LR_SPACE)[0]
+    assert space_mod.edge_of_range(lr, 1.05e-3) == "low" and space_mod.edge_of_range(lr, 1.9e-2) == "high"
+    assert space_mod.edge_of_range(lr, 5e-3) is None
+
+
+def test_sweep_cli_bad_input_is_one_line(tmp_path, quick, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    def error(*args: str) -> str:
+        assert sweep_main([*flags(quick), *args]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: "), err
+        return err
+
     missing = str(tmp_path / "missing.yaml")
-    assert capsys.readouterr().err.strip() == f"error: --space: no such file {missing!r}"
-    space = write_space(tmp_path / "s.yaml", LR_SPACE)
-    assert sweep.main([*flags(quick), "--lr", "0.01", "--space", str(space)]) == 2
-    assert "lr is searched" in capsys.readouterr().err
-    assert sweep.main([*flags(quick), "--space", str(space), "--devices", "2"]) == 2
-    assert "exactly one device" in capsys.readouterr().err
-    assert sweep.main([*flags({**quick, "data_dir": str(tmp_path / "nodata")}), "--space", str(space),
+    assert error("--space", missing).strip() == f"error: --space: no such file {missing!r}"
+    space = str(write_space(tmp_path / "s.yaml", LR_SPACE))
+    assert "lr is searched" in error("--lr", "0.01", "--space", space)
+    assert "exactly one device" in error("--space", space, "--devices", "2")
+    assert "search space is empty" in error("--space", str(write_space(tmp_path / "e.yaml", {"hidden": 8})))
+    assert "--workers must be >= 1" in error("--space", space, "--workers", "0")
+    (tmp_path / "afile").write_text("x")
+    assert "is a file" in error("--space", space, "--report", str(tmp_path / "afile"))
+    assert "no such study" in error("--space", space, "--n-trials", "0", "--report", str(tmp_path / "r"),
+                                    "--study-name", "nope")
+    assert "test set" in error("--space", space, "--val-on-test")
+    assert sweep_main([*flags({**quick, "data_dir": str(tmp_path / "nodata")}), "--space", space,
                        "--storage", str(tmp_path / "s.db")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
-    assert not (tmp_path / "s.db").exists()  # bad input writes nothing
+    assert not (tmp_path / "s.db").exists() and not (tmp_path / "optuna").exists()  # bad input writes nothing
+    assert not (tmp_path / "r").exists()
 
 
-# -- objective: trials, pruning, NaN, k-fold -----------------------------------------------------------------
+def test_gp_and_qmc_samplers_or_their_one_line_error():
+    for name in ("gp", "qmc"):
+        try:
+            import scipy  # noqa: F401
+        except ImportError:
+            with pytest.raises(ConfigError, match=f"--sampler {name} needs an extra package.*pip install scipy"):
+                storage.make_sampler(name, 0)
+            continue
+        sampler = storage.make_sampler(name, 0)
+        study = optuna.create_study(sampler=sampler)
+        study.optimize(lambda t: (t.suggest_float("x", -1, 1)) ** 2, n_trials=4)
+        assert len(study.trials) == 4
 
-def api_sweep(quick: dict, space: dict, **kw) -> tuning.Sweep:
-    return tuning.Sweep(study_name="api", storage="unused", fixed=quick, space=space, **kw)
+
+# -- pruning ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["median", "hyperband", "halving"])
+def test_pruners_warm_up_with_the_budget_start_unpruned_and_never_prune_a_final_epoch(name):
+    max_epochs = 8
+    pruner = storage.make_pruner(name, max_epochs)
+    assert isinstance(pruner, storage.BudgetPruner) and pruner.final_step == max_epochs - 1
+    study = optuna.create_study(pruner=pruner, sampler=optuna.samplers.RandomSampler(seed=0))
+    pruned_at = {}
+
+    def objective(trial):
+        level = trial.suggest_float("x", 0, 1)
+        for step in range(max_epochs):
+            trial.report(level + 1.0 / (step + 1), step)
+            if trial.should_prune():
+                pruned_at[trial.number] = step
+                raise optuna.TrialPruned()
+        return level
+    study.optimize(objective, n_trials=30)
+    assert pruned_at, f"{name} pruned nothing"
+    assert all(storage.warmup_epochs(max_epochs) <= s < max_epochs - 1 for s in pruned_at.values()), pruned_at
+    assert min(pruned_at) >= storage.N_STARTUP_TRIALS  # the first trials are never pruned
+    assert storage.warmup_epochs(8) == 2 and storage.warmup_epochs(40) == 10 and storage.warmup_epochs(1) == 1
+    assert isinstance(storage.make_pruner("none", 8), optuna.pruners.NopPruner)
 
 
 def test_pruned_trial_stops_early_and_keeps_a_complete_summary(quick):
     study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=0.0))  # any loss > 0 is pruned
-    study.optimize(tuning.make_objective(api_sweep({**quick, "max_epochs": 5}, LR_SPACE)), n_trials=1)
+    study.optimize(objective_mod.make_objective(api_sweep({**quick, "max_epochs": 5}, LR_SPACE)), n_trials=1)
     t = study.trials[0]
     assert t.state == States.PRUNED and list(t.intermediate_values) == [0]
-    summary = json.loads(Path(t.user_attrs["summary"]).read_text())
-    assert (summary["stop_reason"], summary["epochs_run"], summary["pruned_at_epoch"]) == ("pruned", 1, 1)
-    assert summary["status"] == "completed" and Path(summary["best_checkpoint"]).is_file()
-    assert t.user_attrs["log_dir"].endswith("api/trial_0000")
+    s = RunSummary.read(t.user_attrs["run_dir"])
+    assert (s.stop_reason, s.epochs_run, s.status) == ("pruned", 1, "completed")
+    assert t.user_attrs["epochs_run"] == 1 and t.user_attrs["stop_reason"] == "pruned"
+    assert s.test is None  # a trial never touches the test set
+    assert Path(t.user_attrs["run_dir"]).parent.name == "trial_0000"
+
+
+def test_no_trial_is_pruned_at_its_final_epoch(quick):
+    # a pruner that always says prune: a one-epoch trial (and an early-stopped last epoch) still completes
+    study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=0.0))
+    study.optimize(objective_mod.make_objective(api_sweep({**quick, "max_epochs": 1}, LR_SPACE)), n_trials=2)
+    assert [t.state for t in study.trials] == [States.COMPLETE] * 2
+    assert all(t.user_attrs["epochs_run"] == 1 and math.isfinite(t.value) for t in study.trials)
 
 
 def test_non_finite_trial_is_pruned_and_the_study_goes_on(quick):
@@ -134,134 +207,227 @@ def test_non_finite_trial_is_pruned_and_the_study_goes_on(quick):
     study = optuna.create_study(pruner=optuna.pruners.NopPruner())
     study.enqueue_trial({"lr": 1e30})  # diverges to NaN in the first epoch
     study.enqueue_trial({"lr": 1e-2})
-    study.optimize(tuning.make_objective(api_sweep(quick, space)), n_trials=2)
+    study.optimize(objective_mod.make_objective(api_sweep(quick, space)), n_trials=2)
     diverged, fine = study.trials
     assert diverged.state == States.PRUNED and diverged.user_attrs["epochs_run"] == 1
-    assert json.loads(Path(diverged.user_attrs["summary"]).read_text())["stop_reason"] == "non_finite_loss"
+    assert RunSummary.read(diverged.user_attrs["run_dir"]).stop_reason == "non_finite_loss"
     assert fine.state == States.COMPLETE and math.isfinite(fine.value)
     assert study.best_trial.number == 1
 
 
-def test_kfold_trial_reports_every_fold_and_averages(quick):
+def test_kfold_trial_value_is_fit_kfolds_mean_curve_rule(quick):
+    from lit_regularize.kfold import chosen_epoch, mean_curves
+
     study = optuna.create_study()
-    sw = api_sweep({**quick, "kfold": 2, "max_epochs": 2, "early_stopping": False}, LR_SPACE)
-    study.optimize(tuning.make_objective(sw), n_trials=1)
+    sw = api_sweep({**quick, "kfold": 2, "max_epochs": 3}, LR_SPACE)
+    study.optimize(objective_mod.make_objective(sw), n_trials=1)
     t = study.trials[0]
     assert t.state == States.COMPLETE
-    assert sorted(t.intermediate_values) == [0, 1, 2, 3]  # step = fold * max_epochs + epoch
-    folds = t.user_attrs["fold_val_losses"]
-    assert len(folds) == 2 and math.isclose(t.value, sum(folds) / 2, rel_tol=1e-9)
-    assert [Path(p).parent.parent.name for p in t.user_attrs["summary"]] == ["fold_0", "fold_1"]
-    for f in range(2):  # each fold's own best val/loss is what was reported at its best epoch
-        reported = [v for s, v in t.intermediate_values.items() if s // 2 == f]
-        assert math.isclose(min(reported), folds[f], rel_tol=1e-6)
+    assert sorted(t.intermediate_values) == list(range(6))  # step = fold * max_epochs + epoch - 1
+    folds = [RunSummary.read(d) for d in t.user_attrs["fold_dirs"]]
+    assert [Path(f.run_dir).parent.name for f in folds] == ["fold_0", "fold_1"]
+    assert all(f.test is None and f.epochs_run == 3 for f in folds)  # every fold runs all epochs, no test
+    curves = mean_curves([f.history for f in folds])
+    e = chosen_epoch(curves["val_loss"])
+    assert t.user_attrs["best_epoch"] == e and math.isclose(t.value, curves["val_loss"][e - 1], rel_tol=1e-9)
+    for f in range(2):  # what each fold reported is its val/loss curve
+        reported = [t.intermediate_values[f * 3 + i] for i in range(3)]
+        assert np.allclose(reported, folds[f].history["val_loss"], rtol=1e-6)
 
 
 # -- the CLI: resume, report, refit --------------------------------------------------------------------------
 
-def test_sweep_resumes_counts_total_trials_reports_and_refits(tmp_path, quick, capsys, monkeypatch):
+def test_sweep_resumes_reports_honestly_and_refits(tmp_path, quick, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the default storage optuna/<study>.db lands here
     space = write_space(tmp_path / "s.yaml", {**LR_SPACE, "hidden": {"type": "int", "low": 4, "high": 32,
                                                                      "log": True}})
     quick = {k: v for k, v in quick.items() if k != "hidden"}
     args = [*flags(quick), "--space", str(space), "--study-name", "st"]
-    assert sweep.main([*args, "--n-trials", "2"]) == 0
-    url = tuning.storage_url(None, "st")
+    assert sweep_main([*args, "--n-trials", "2"]) == 0
+    out = capsys.readouterr().out
+    url = storage.storage_url(None, "st")
     assert url == f"sqlite:///{tmp_path / 'optuna' / 'st.db'}"
     first = load(url, "st").trials
-    assert [t.number for t in first] == [0, 1] and all(t.state in tuning.COUNTED for t in first)
-    assert sweep.main([*args, "--n-trials", "4"]) == 0  # resumes: 2 more, numbering continues
+    assert [t.number for t in first] == [0, 1] and all(t.state in study_mod.COUNTED for t in first)
+    lines = [line for line in out.splitlines() if line.startswith("trial ")]
+    assert len(lines) == 2 and all("val/loss" in ln and "best epoch" in ln and "epochs" in ln for ln in lines)
+    assert sweep_main([*args, "--n-trials", "4"]) == 0  # resumes: 2 more, numbering continues
+    captured = capsys.readouterr()
+    assert "Using an existing study" not in captured.out + captured.err
     trials = load(url, "st").trials
     assert [t.number for t in trials] == [0, 1, 2, 3]
     assert [(t.params, t.value) for t in trials[:2]] == [(t.params, t.value) for t in first]
-    capsys.readouterr()
-    report = tmp_path / "report"
-    assert sweep.main([*args, "--n-trials", "4", "--report", str(report), "--refit-best"]) == 0  # none to run
-    out = capsys.readouterr().out
+    rep = tmp_path / "report"
+    assert sweep_main([*args, "--n-trials", "0", "--report", str(rep), "--refit-best"]) == 0  # none to run
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "study st: 4 finished trials (" in out  # counts of a finished study, no "4/0"
+    assert "importance" not in captured.err.lower() or "only 4 finished" in captured.err
     study = load(url, "st")
-    assert len(study.trials) == 4
+    assert len(study.trials) == 4 and study.metric_names == ["val/loss"]
     best = study.best_trial
-    for key in ("val_acc", "best_epoch", "test_acc", "test_loss", "seed", "config", "summary", "worker"):
+    for key in ("val_acc", "best_epoch", "epochs_run", "seconds", "run_dir", "seed", "config", "worker"):
         assert key in best.user_attrs, key
+    assert not any(k.startswith("test") for t in study.trials for k in t.user_attrs)
     assert best.user_attrs["config"]["lr"] == best.params["lr"] and best.user_attrs["seed"] == 7777
-    run_dir = Path(best.user_attrs["summary"]).parent
+    run_dir = Path(best.user_attrs["run_dir"])
     assert run_dir == tmp_path / "logs" / "st" / f"trial_{best.number:04d}" / "version_0"
-    assert list(run_dir.glob("events.out.tfevents.*")) and list((run_dir / "checkpoints").glob("best-*.ckpt"))
-    # leaderboard and plots
-    rows = (report / "leaderboard.csv").read_text().splitlines()
-    assert rows[0].startswith("trial,state,val_loss") and len(rows) == 5
-    assert rows[1].startswith(f"{best.number},COMPLETE,")
-    assert f"| {best.number} | {best.value:.4g} |" in (report / "leaderboard.md").read_text()
-    for png in ("optimization_history", "param_importances", "intermediate_values", "parallel_coordinate"):
-        assert (report / f"{png}.png").stat().st_size > 1000, png
+    for t in study.trials:  # no trial has test metrics
+        assert RunSummary.read(t.user_attrs["run_dir"]).test is None
+    # the report, at --report and at <logdir>/<study>/report
+    for folder in (rep, tmp_path / "logs" / "st" / "report"):
+        for name in ("landscape.png", "curves.png", "history.png", "importances.png"):
+            assert (folder / name).stat().st_size > 1000, name
+        rows = list(csv.DictReader((folder / "leaderboard.csv").open()))
+        assert not any("test" in k for k in rows[0])
+        assert len(rows) == 4 and rows[0]["rank"] == "1" and int(rows[0]["trial"]) == best.number
+        for r in rows:  # the numbers match storage
+            t = study.trials[int(r["trial"])]
+            best_reported = t.value if t.state == States.COMPLETE else min(t.intermediate_values.values())
+            assert r["state"] == t.state.name and float(r["val_loss"]) == best_reported
+            assert int(r["best_epoch"]) == t.user_attrs["best_epoch"] and int(r["epochs_run"]) == t.user_attrs[
+                "epochs_run"]
+        md = (folder / "leaderboard.md").read_text()
+        assert "test" not in md and f"| 1 | {best.number} | COMPLETE |" in md and f"{best.value:.4f}" in md
+    text = (rep / "report.md").read_text()
+    assert "Final untouched test estimate" in text and "only 4 finished trial(s)" in text
+    assert "![" in text and "landscape.png" in text
     assert "optuna-dashboard sqlite:///" in out
-    # refit: same config and seed -> same val loss
-    refit_line = next(line for line in out.splitlines() if line.startswith("refit of trial"))
-    refit_loss = float(refit_line.split("val/loss ")[1].split()[0])
-    assert math.isclose(refit_loss, best.value, abs_tol=1e-4), refit_line
+    if importlib_spec("optuna_dashboard") is None:
+        assert "pip install optuna-dashboard" in out
+    # refit (holdout): same config and seed -> same val loss; the one test evaluation, labelled as such
+    assert "final untouched test estimate: test acc" in out
     refit_dir = tmp_path / "logs" / "st" / f"refit_trial_{best.number:04d}" / "version_0"
-    refit = json.loads((refit_dir / "summary.json").read_text())
-    assert math.isclose(refit["best_val_loss"], best.value, abs_tol=1e-4)
-    # --timeout: no new trial after it (short of --n-trials, no error); then refit on train+val
-    assert sweep.main([*args, "--n-trials", "50", "--timeout", "0.1", "--refit-best", "all"]) == 0
-    study = load(url, "st")
-    best, epochs = study.best_trial, study.best_trial.user_attrs["best_epoch"]
-    assert len(study.trials) == 5
+    refit = RunSummary.read(refit_dir)
+    assert math.isclose(refit.best_val_loss, best.value, abs_tol=1e-4) and refit.test is not None
+    assert f"test acc {refit.test['best']['acc']:.4f}" in text or "test acc" in (rep / "report.md").read_text()
+    assert load(url, "st").user_attrs["refit"]["test_acc"] == refit.test["best"]["acc"]
+    # --timeout: no new trial after it (short of --n-trials, no error)
+    assert sweep_main([*args, "--n-trials", "50", "--timeout", "0.1"]) == 0
+    assert len(load(url, "st").trials) == 5
+
+
+def importlib_spec(name: str):
+    import importlib.util
+
+    return importlib.util.find_spec(name)
+
+
+def test_refit_all_trains_on_exactly_the_trials_train_and_val_examples(tmp_path, quick, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    space = write_space(tmp_path / "s.yaml", LR_SPACE)
+    args = [*flags({**quick, "train_size": 150}), "--space", str(space), "--study-name", "ra"]
+    assert sweep_main([*args, "--n-trials", "2", "--refit-best", "all"]) == 0
     out = capsys.readouterr().out
-    assert f"refit of trial {best.number} on train+val for {epochs} epochs: test acc" in out
-    runs = sorted((tmp_path / "logs" / "st" / f"refit_trial_{best.number:04d}").glob("version_*"))
-    refit = json.loads((runs[-1] / "summary.json").read_text())
-    assert refit["config"]["val_size"] == 0 and refit["epochs_run"] == epochs
+    study = load(storage.storage_url(None, "ra"), "ra")
+    best = study.best_trial
+    from lit_regularize.rundir import RunDir
+
+    trial_split = RunDir(Path(best.user_attrs["run_dir"])).read_split()
+    runs = sorted((tmp_path / "logs" / "ra" / f"refit_trial_{best.number:04d}").glob("version_*"))
+    refit_split = RunDir(runs[-1]).read_split()
+    union = np.union1d(trial_split["train_idx"], trial_split["val_idx"])
+    assert len(trial_split["train_idx"]) == 150 and len(trial_split["val_idx"]) == 60
+    assert np.array_equal(np.sort(refit_split["train_idx"]), union)
+    assert len(refit_split.get("val_idx", [])) == 0
+    refit = RunSummary.read(runs[-1])
+    assert refit.epochs_run == best.user_attrs["best_epoch"] and refit.config["merge_val"]
+    assert refit.test is not None
+    assert f"refit of trial {best.number} on its training + validation examples for " \
+           f"{best.user_attrs['best_epoch']} epochs" in out
+
+
+def test_resuming_with_another_space_or_other_settings_is_one_error(tmp_path, quick, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    space = write_space(tmp_path / "s.yaml", LR_SPACE)
+    args = ["--space", str(space), "--study-name", "rs", "--n-trials", "1"]
+    assert sweep_main([*flags(quick), *args]) == 0
+    capsys.readouterr()
+    other = write_space(tmp_path / "o.yaml", {"lr": {"type": "float", "low": 1e-3, "high": 5e-2, "log": True}})
+    assert sweep_main([*flags(quick), "--space", str(other), "--study-name", "rs", "--n-trials", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "another search space (lr:" in err
+    assert sweep_main([*flags({**quick, "hidden": 12}), *args[:-1], "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--hidden 8 -> 12" in err and "--allow-changed-settings" in err
+    assert len(load(storage.storage_url(None, "rs"), "rs").trials) == 1  # no trial started
+    assert sweep_main([*flags({**quick, "progress": False, "hidden": 12}), *args[:-1], "2",
+                       "--allow-changed-settings"]) == 0
+
+
+def test_trial_line_and_dashboard_hint(monkeypatch):
+    study = optuna.create_study()
+    trial = study.ask({"lr": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)})
+    trial.report(0.5, 0)
+    for k, v in {"best_epoch": 1, "epochs_run": 1, "seconds": 2.25}.items():
+        trial.set_user_attr(k, v)
+    study.tell(trial, state=States.PRUNED)
+    line = report.trial_line(study.trials[0])
+    assert line.startswith("trial    0 PRUNED") and "last val/loss 0.5000" in line and "epochs 1  2.2 s" in line
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "optuna_dashboard" else real(n, *a))
+    assert report.dashboard_hint("sqlite:///x.db") == "pip install optuna-dashboard && optuna-dashboard sqlite:///x.db"
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: object())
+    assert report.dashboard_hint("journal:/a/b.log") == "optuna-dashboard /a/b.log"
 
 
 def test_journal_file_storage(tmp_path, quick):
     space = write_space(tmp_path / "s.yaml", LR_SPACE)
-    assert sweep.main([*flags(quick), "--space", str(space), "--study-name", "j", "--n-trials", "2",
+    assert sweep_main([*flags(quick), "--space", str(space), "--study-name", "j", "--n-trials", "2",
                        "--storage", str(tmp_path / "j.log")]) == 0
-    url = tuning.storage_url(str(tmp_path / "j.log"), "j")
+    url = storage.storage_url(str(tmp_path / "j.log"), "j")
     assert url == f"journal:{tmp_path / 'j.log'}"
-    study = optuna.load_study(study_name="j", storage=tuning.open_storage(url))
-    assert isinstance(study._storage, optuna.storages.JournalStorage) and tuning.counted(study) == 2
+    study = optuna.load_study(study_name="j", storage=storage.open_storage(url))
+    assert isinstance(study._storage, optuna.storages.JournalStorage) and study_mod.counted(study) == 2
 
 
-# -- GPU placement -------------------------------------------------------------------------------------------
+# -- placement -------------------------------------------------------------------------------------------------
 
 def test_one_worker_per_gpu_and_cores_split_on_cpu(monkeypatch):
-    assert tuning.placements(2, ["0", "1"], 16) == [("0", 8), ("1", 8)]
-    assert tuning.placements(3, ["4", "7"], 2) == [("4", 1), ("7", 1), ("4", 1)]
-    assert tuning.placements(2, [], 2) == [(None, 1), (None, 1)]
-    assert tuning.placements(1, [], 8) == [(None, 8)]
+    assert workers.placements(2, ["0", "1"], 16) == [("0", 8), ("1", 8)]
+    assert workers.placements(3, ["4", "7"], 2) == [("4", 1), ("7", 1), ("4", 1)]
+    assert workers.placements(2, [], 2) == [(None, 1), (None, 1)]
+    assert workers.placements(1, [], 8) == [(None, 8)]
+    with pytest.warns(UserWarning, match="using 2 worker"):
+        assert workers.placements(5, [], 2) == [(None, 1), (None, 1)]  # capped at the cores without GPUs
+    with pytest.raises(ConfigError, match="--workers must be >= 1"):
+        workers.placements(0, [], 2)
     import torch
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    assert tuning.visible_gpus() == ["0", "1"]
+    assert workers.visible_gpus() == ["0", "1"]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
-    assert tuning.visible_gpus() == ["3", "5"]  # the physical ids the user made visible
-    assert tuning.visible_gpus("1") == ["1"] and tuning.visible_gpus("none") == []
+    assert workers.visible_gpus() == ["3", "5"]  # the physical ids the user made visible
+    assert workers.visible_gpus("1") == ["1"] and workers.visible_gpus("none") == []
     with pytest.raises(ConfigError, match="--gpus"):
-        tuning.visible_gpus("0;1")
+        workers.visible_gpus("0;1")
     started = []
-    monkeypatch.setattr(tuning.subprocess, "Popen", lambda cmd, env, **kw: started.append((cmd, env)))
+    monkeypatch.setattr(workers.subprocess, "Popen", lambda cmd, env, **kw: started.append((cmd, env)))
     sw = api_sweep({}, LR_SPACE)
-    for i, place in enumerate(tuning.placements(2, tuning.visible_gpus(), 8)):
-        tuning._start_worker(sw, i, place)
+    for i, place in enumerate(workers.placements(2, workers.visible_gpus(), 8)):
+        workers.start_worker(sw, i, place)
     assert [env["CUDA_VISIBLE_DEVICES"] for _, env in started] == ["3", "5"]
     assert [env["OMP_NUM_THREADS"] for _, env in started] == ["4", "4"]
-    assert json.loads(started[0][0][3])["study_name"] == "api" and started[1][0][4:] == ["1", "4"]
+    cmd = started[0][0]
+    assert cmd[1:3] == ["-m", "lit_regularize.sweep.workers"] and json.loads(cmd[3])["study_name"] == "api"
+    assert started[1][0][4:] == ["1", "4", str(os.getpid())]
+    assert all(env.get("PYTHONPATH") == os.environ.get("PYTHONPATH") for _, env in started)  # not set by us
 
 
 # -- crash safety: heartbeats, SIGKILL, Ctrl-C ---------------------------------------------------------------
 
 def test_heartbeat_fails_a_silent_trial_and_queues_a_retry(tmp_path):
-    url = tuning.storage_url(str(tmp_path / "hb.db"), "hb")
-    study = optuna.create_study(study_name="hb", storage=tuning.open_storage(url, heartbeat=1))
+    url = storage.storage_url(str(tmp_path / "hb.db"), "hb")
+    study = optuna.create_study(study_name="hb", storage=storage.open_storage(url, heartbeat=1))
     trial = study.ask({"lr": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)})
     trial.set_user_attr("worker", "elsewhere:1")
     study._storage.record_heartbeat(trial._trial_id)  # what a worker's heartbeat thread does, then it dies
     optuna.storages.fail_stale_trials(study)
     assert study.trials[0].state == States.RUNNING  # within the grace period
-    grace, t0 = tuning.GRACE_FACTOR * 1, time.monotonic()
+    grace, t0 = storage.GRACE_FACTOR * 1, time.monotonic()
     while len(study.trials) < 2 and time.monotonic() - t0 < grace + 3:  # SQLite's now() has 1 s resolution
         time.sleep(0.25)
         optuna.storages.fail_stale_trials(study)
@@ -272,18 +438,37 @@ def test_heartbeat_fails_a_silent_trial_and_queues_a_retry(tmp_path):
     assert "worker" not in retry.user_attrs  # the retry must not look like the dead worker's trial
 
 
+def test_dead_local_worker_trial_is_failed_and_retried_at_once(tmp_path):
+    url = storage.storage_url(str(tmp_path / "j.log"), "reap")
+    study = optuna.create_study(study_name="reap", storage=storage.open_storage(url))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    trial = study.ask({"lr": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)})
+    trial.set_user_attr("worker", f"{objective_mod.machine_id()}:{dead.pid}")
+    alive = study.ask({"lr": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)})
+    alive.set_user_attr("worker", objective_mod.worker_id())
+    assert workers.reap_dead_workers(study) == [0]
+    states = [t.state for t in study.trials]
+    assert states == [States.FAIL, States.RUNNING, States.WAITING]
+    assert study.trials[2].params == study.trials[0].params and "worker" not in study.trials[2].user_attrs
+
+
+def sweep_cmd(quick: dict, tmp_path: Path, url: str, name: str, n_trials: int, max_epochs: int = 6,
+              pruner: str = "none") -> list[str]:
+    return [*SWEEP, *flags({**quick, "max_epochs": max_epochs, "early_stopping": False}),
+            "--space", str(write_space(tmp_path / "s.yaml", LR_SPACE)), "--study-name", name,
+            "--storage", url, "--workers", "2", "--heartbeat", "2", "--pruner", pruner, "--n-trials", str(n_trials)]
+
+
 def sigkill_scenario(url: str, quick: dict, tmp_path: Path, n_trials: int = 6, pruner: str = "none",
                      name: str = "kill"):
     """Two workers on one study; SIGKILL the worker of the first running trial; the study still completes."""
-    cmd = [sys.executable, str(SWEEP), *flags({**quick, "max_epochs": 6, "early_stopping": False}),
-           "--space", str(write_space(tmp_path / "s.yaml", LR_SPACE)), "--study-name", name,
-           "--storage", url, "--workers", "2", "--heartbeat", "2", "--pruner", pruner,
-           "--n-trials", str(n_trials)]
+    cmd = sweep_cmd(quick, tmp_path, url, name, n_trials, pruner=pruner)
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     worker = wait_for_running_trial(url, name, proc).user_attrs["worker"]
     os.kill(int(worker.rsplit(":", 1)[1]), signal.SIGKILL)  # inside a trial (maybe the next one by now)
     try:
-        out = proc.communicate(timeout=150)[0]
+        out = proc.communicate(timeout=240)[0]
     except subprocess.TimeoutExpired:
         proc.kill()
         pytest.fail(f"sweep did not finish: {proc.communicate()[0][-3000:]}")
@@ -302,13 +487,15 @@ def sigkill_scenario(url: str, quick: dict, tmp_path: Path, n_trials: int = 6, p
     return cmd, study
 
 
-def test_two_workers_share_sqlite_and_survive_a_sigkilled_worker(tmp_path, quick, capfd):
-    url = tuning.storage_url(str(tmp_path / "k.db"), "kill")
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_two_workers_share_sqlite_and_survive_a_sigkilled_worker(tmp_path, quick):
+    url = storage.storage_url(str(tmp_path / "k.db"), "kill")
     cmd, study = sigkill_scenario(url, quick, tmp_path)
     before = {t.number: t.value for t in study.get_trials(states=(States.COMPLETE,))}
     # re-run (in this process, one worker): resumes, keeps every completed trial, best never gets worse
     i = cmd.index("--n-trials")
-    assert sweep.main(cmd[2:i] + ["--workers", "1", "--n-trials", "8"]) == 0
+    assert sweep_main(cmd[4:i] + ["--workers", "1", "--n-trials", "8"]) == 0
     after = load(url, "kill")
     assert before == {t.number: t.value for t in after.trials if t.number in before}
     assert len(after.get_trials(states=(States.COMPLETE,))) == 8 and after.best_value <= min(before.values())
@@ -316,11 +503,45 @@ def test_two_workers_share_sqlite_and_survive_a_sigkilled_worker(tmp_path, quick
     assert len(new) == 2 and min(new) > max(before)
 
 
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_sigkill_of_the_sweep_kills_its_workers_and_the_next_run_retries_their_trials(tmp_path, quick):
+    url = storage.storage_url(str(tmp_path / "p.db"), "parent")
+    cmd = sweep_cmd(quick, tmp_path, url, "parent", 4, max_epochs=40)
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for_running_trial(url, "parent", proc)
+    kids = _children(proc.pid)
+    assert len(kids) == 2
+    proc.kill()  # SIGKILL: no chance to stop the workers itself
+    proc.communicate(timeout=30)
+    deadline = time.monotonic() + 60
+    while any(workers._alive(k) for k in kids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(workers._alive(k) for k in kids), "workers outlived the sweep"
+    i = cmd.index("--max-epochs")
+    rerun = cmd[4:i] + ["--max-epochs", "2"] + cmd[i + 2:]
+    rerun[rerun.index("--workers") + 1] = "1"
+    # different max_epochs is a changed setting: allowed explicitly for this fast re-run
+    assert sweep_main(rerun + ["--allow-changed-settings"]) == 0
+    study = load(url, "parent")
+    assert not study.get_trials(states=(States.RUNNING, States.WAITING))
+    failed = study.get_trials(states=(States.FAIL,))
+    assert failed and len(study.get_trials(states=(States.COMPLETE,))) == 4
+    retried = {t.system_attrs.get("failed_trial") for t in study.trials} | {
+        t.user_attrs.get("retry_of") for t in study.trials}
+    assert all(f.number in retried for f in failed)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(200)
 def test_ctrl_c_stops_workers_and_requeues_their_trials(tmp_path, quick):
-    url = tuning.storage_url(str(tmp_path / "c.db"), "kill")
-    cmd = [sys.executable, str(SWEEP), *flags({**quick, "max_epochs": 30, "early_stopping": False}),
-           "--space", str(write_space(tmp_path / "s.yaml", LR_SPACE)), "--study-name", "kill",
-           "--storage", url, "--workers", "2", "--n-trials", "10"]
+    url = storage.storage_url(str(tmp_path / "c.db"), "kill")
+    cmd = sweep_cmd(quick, tmp_path, url, "kill", 10, max_epochs=30)
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wait_for_running_trial(url, "kill", proc)
     time.sleep(0.5)
@@ -336,19 +557,20 @@ def test_ctrl_c_stops_workers_and_requeues_their_trials(tmp_path, quick):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(400)
 def test_many_short_trials_from_four_processes_never_hit_a_locked_database(tmp_path):
-    url = tuning.storage_url(str(tmp_path / "many.db"), "many")
-    optuna.create_study(study_name="many", storage=tuning.open_storage(url))
+    url = storage.storage_url(str(tmp_path / "many.db"), "many")
+    optuna.create_study(study_name="many", storage=storage.open_storage(url))
     script = textwrap.dedent(f"""
         import optuna
-        from lit_regularize import tuning
-        study = optuna.load_study(study_name="many", storage=tuning.open_storage({url!r}, heartbeat=1))
+        from lit_regularize.sweep import storage, workers
+        study = optuna.load_study(study_name="many", storage=storage.open_storage({url!r}, heartbeat=1))
         def objective(trial):
             x = trial.suggest_float("x", -1, 1)
             for step in range(3):
                 trial.report(x * x + step, step)
             return x * x
-        study.optimize(objective, n_trials=50, callbacks=[tuning.reap_dead_workers])
+        study.optimize(objective, n_trials=50, callbacks=[workers.reap_dead_workers])
     """)
     procs = [subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for _ in range(4)]

@@ -1,0 +1,176 @@
+"""The objective: one `run()` per trial (k-fold: one per fold through `kfold.evaluate_folds`), validation only.
+
+No trial sees the test set (`run(..., evaluate_test=False)`). The trial value is the best val/loss of the run;
+with --kfold it is what `fit --kfold` reports: the mean validation curve's lowest value (the mean-curve rule).
+val/loss is reported to the pruner after every epoch at step fold*max_epochs + epoch - 1 (epoch 1-based).
+"""
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
+
+import optuna
+import pytorch_lightning as pl
+
+from lit_regularize.config import Config, make_config
+from lit_regularize.errors import RunInterrupted, UserError
+from lit_regularize.summary import RunSummary
+from lit_regularize.sweep.space import parse_space, suggest
+from lit_regularize.sweep.study import Sweep
+
+
+def machine_id() -> str:
+    """hostname + boot id + pid namespace: equal only where the same process ids are visible."""
+    parts = [socket.gethostname()]
+    try:  # hostnames repeat across VMs and containers; boot id and pid namespace tell them apart
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8])
+        parts.append(os.readlink("/proc/self/ns/pid").strip("pid:[]"))
+    except OSError:
+        pass
+    return "/".join(parts)
+
+
+def worker_id() -> str:
+    """machine:pid of this process, recorded on each trial so dead local workers can be found."""
+    return f"{machine_id()}:{os.getpid()}"
+
+
+class PruningCallback(pl.Callback):
+    """Report val/loss to the trial after every validation; stop the fit once the pruner says so.
+
+    Own class: optuna-integration's callback imports lightning.pytorch, whose classes do not mix with
+    pytorch_lightning's Trainer. Stopping (not raising) lets run() still write a complete summary.json.
+    The pruner is not asked when this epoch ends the trial anyway (its last epoch, or early stopping):
+    pruning then saves nothing and would throw a finished result away."""
+
+    def __init__(self, trial: optuna.Trial, step_offset: int = 0, last_run: bool = True) -> None:
+        self.trial, self.step_offset, self.last_run = trial, step_offset, last_run
+        self.pruned_at: Optional[int] = None  # 1-based epoch
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from lit_regularize.trainer import MONITOR
+
+        value = trainer.callback_metrics.get(MONITOR)
+        if trainer.sanity_checking or value is None or not math.isfinite(float(value)):
+            return  # non-finite: run()'s EarlyStopping(check_finite) ends the fit
+        epoch = trainer.current_epoch + 1
+        self.trial.report(float(value), self.step_offset + epoch - 1)
+        ends_anyway = epoch >= trainer.max_epochs or trainer.should_stop
+        if ends_anyway and self.last_run:
+            return
+        if self.trial.should_prune():
+            self.pruned_at = epoch
+            trainer.should_stop = True
+
+
+class _Pruned(Exception):
+    """A fold was pruned: stop the remaining folds."""
+
+    def __init__(self, summary: RunSummary, step: int) -> None:
+        super().__init__(f"pruned at step {step}")
+        self.summary, self.step = summary, step
+
+
+def trial_config(sweep: Sweep, params: Mapping[str, Any], number: int) -> Config:
+    """The fixed settings + the trial's params, logging to <logdir>/<study>/trial_<n>."""
+    return make_config({**sweep.fixed, **params, "name": f"{sweep.study_name}/trial_{number:04d}"},
+                       source=f"trial {number}")
+
+
+def _record(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+
+
+def _finite(v: Optional[float]) -> Optional[float]:
+    return v if v is not None and math.isfinite(v) else None
+
+
+def _holdout(trial: optuna.Trial, cfg: Config, searched: list[str]) -> float:
+    from lit_regularize.run import run
+
+    t0 = time.perf_counter()
+    cb = PruningCallback(trial)
+    s = run(cfg, extra_callbacks=[cb], evaluate_test=False, hparam_keys=searched)
+    _record(trial, {"run_dir": str(s.run_dir), "best_epoch": s.best_epoch, "val_acc": _finite(s.best_val_acc),
+                    "epochs_run": s.epochs_run, "seconds": time.perf_counter() - t0, "stop_reason": s.stop_reason,
+                    "val_curve": [_finite(v) for v in s.history.get("val_loss", [])]})
+    if cb.pruned_at is not None:
+        s.stop_reason = "pruned"
+        s.write()
+        trial.set_user_attr("stop_reason", "pruned")
+        raise optuna.TrialPruned(f"pruned at epoch {cb.pruned_at}")
+    if _finite(s.best_val_loss) is None:
+        raise optuna.TrialPruned("val/loss was never finite (the run diverged)")
+    return float(s.best_val_loss)  # type: ignore[arg-type]
+
+
+def _kfold(trial: optuna.Trial, cfg: Config, searched: list[str]) -> float:
+    from lit_regularize.kfold import evaluate_folds, fold_configs
+    from lit_regularize.run import run
+
+    t0 = time.perf_counter()
+    configs = fold_configs(cfg, cfg.run_name)
+    done: list[RunSummary] = []
+
+    def run_fold(c: Config) -> RunSummary:
+        i = len(done)
+        cb = PruningCallback(trial, i * cfg.max_epochs, last_run=i == len(configs) - 1)
+        s = run(c, extra_callbacks=[cb], evaluate_test=False, hparam_keys=searched)
+        done.append(s)
+        if cb.pruned_at is not None:
+            s.stop_reason = "pruned"
+            s.write()
+            raise _Pruned(s, i * cfg.max_epochs + cb.pruned_at - 1)
+        return s
+
+    base = {"run_dir": str(Path(cfg.logdir) / cfg.run_name), "fold_dirs": [], "val_acc": None,
+            "best_epoch": None, "val_curve": []}
+    try:
+        result = evaluate_folds(configs, run_fold=run_fold)
+    except _Pruned as p:
+        _record(trial, {**base, "fold_dirs": [str(s.run_dir) for s in done],
+                        "epochs_run": sum(s.epochs_run for s in done), "seconds": time.perf_counter() - t0,
+                        "stop_reason": "pruned"})
+        raise optuna.TrialPruned(str(p)) from None
+    except UserError as e:  # the mean curve never finite (diverged)
+        _record(trial, {**base, "epochs_run": sum(s.epochs_run for s in done), "seconds": time.perf_counter() - t0,
+                        "stop_reason": "non_finite_loss"})
+        raise optuna.TrialPruned(str(e)) from None
+    e = result.chosen_epoch
+    _record(trial, {"run_dir": base["run_dir"], "fold_dirs": [str(s.run_dir) for s in result.folds],
+                    "best_epoch": e, "val_acc": _finite(result.curves["val_acc"][e - 1]),
+                    "epochs_run": sum(s.epochs_run for s in result.folds), "seconds": time.perf_counter() - t0,
+                    "stop_reason": "chosen_epoch", "fold_val_losses": [s.history["val_loss"][e - 1]
+                                                                        for s in result.folds],
+                    "val_curve": [_finite(v) for v in result.curves["val_loss"]]})
+    return float(result.best_mean_val_loss)
+
+
+def make_objective(sweep: Sweep) -> Callable[[optuna.Trial], float]:
+    """The objective: best val/loss of the trial (k-fold: of the mean curve); non-finite runs are pruned."""
+    space = parse_space(sweep.space)
+    searched = [p.name for p in space if p.searched]
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker", worker_id())
+        params = suggest(trial, space)
+        cfg = trial_config(sweep, params, trial.number)
+        trial.set_user_attr("config", cfg.to_dict())
+        trial.set_user_attr("seed", cfg.seed)
+        try:
+            return (_kfold if cfg.kfold >= 2 else _holdout)(trial, cfg, searched)
+        except (RunInterrupted, KeyboardInterrupt, SystemExit) as e:
+            # Ctrl-C / SIGTERM: queue the same params again so the next invocation re-runs this trial first.
+            trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+            if isinstance(e, SystemExit):  # Lightning's sys.exit(1) on Ctrl-C: Optuna marks the trial failed
+                raise KeyboardInterrupt from None
+            raise
+    return objective
+
+
+__all__ = ["PruningCallback", "trial_config", "make_objective", "machine_id", "worker_id"]

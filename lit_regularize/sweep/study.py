@@ -1,0 +1,184 @@
+"""A study and what it was started with: the `Sweep` every worker gets, opening / resuming with checks,
+counting finished trials, and the refit of the best trial (the only place a sweep touches the test set)."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import warnings
+from typing import Any, Optional
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from lit_regularize.config import Config, flag, make_config
+from lit_regularize.errors import ConfigError
+from lit_regularize.sweep.space import parse_space, space_difference
+from lit_regularize.sweep.storage import local_file, make_pruner, make_sampler, open_storage
+
+METRIC = "val/loss"
+# --n-trials counts finished trials; failed ones do not count because they are retried
+COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
+STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Fixed settings a resumed study may change: they change neither the data, the model nor the training.
+HARMLESS = ("progress", "accelerator", "devices", "num_workers", "data_dir", "histogram_every", "logdir",
+            "kfold_workers")
+
+
+def quiet_optuna() -> None:
+    """Optuna at WARNING (no 'Using an existing study' / 'Trial n finished' lines), no experimental warnings."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    logging.getLogger("optuna.study._optimize").addFilter(_NoInterruptTraceback())
+
+
+class _NoInterruptTraceback(logging.Filter):
+    """Ctrl-C is no bug: Optuna's 'trial failed' warning for it needs no traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and type(record.exc_info[1]).__name__ in ("KeyboardInterrupt", "RunInterrupted"):
+            record.exc_info = None
+        return True
+
+
+@dataclasses.dataclass
+class Sweep:
+    """Everything a worker needs to join a study (JSON-serializable, passed to worker processes)."""
+
+    study_name: str
+    storage: str
+    fixed: dict[str, Any]  # Config overrides (YAML + flags) shared by every trial
+    space: dict[str, Any]  # raw search-space mapping
+    n_trials: int = 20
+    timeout: Optional[float] = None
+    sampler: str = "tpe"
+    pruner: str = "median"
+    heartbeat: int = 10
+    allow_changed_settings: bool = False
+
+    @property
+    def heartbeats(self) -> bool:
+        """Whether stale trials are detected (RDB storages with --heartbeat > 0; not journal files)."""
+        return bool(self.heartbeat) and not self.storage.startswith("journal:")
+
+    @property
+    def base(self) -> Config:
+        """The fixed settings as a Config (trials add their params on top)."""
+        return make_config(self.fixed)
+
+    @property
+    def n_folds(self) -> int:
+        """Runs per trial: K x repeats with --kfold, else 1."""
+        b = self.base
+        return b.kfold * b.kfold_repeats if b.kfold >= 2 else 1
+
+    def searched(self) -> list[str]:
+        """Names of the searched parameters."""
+        return [p.name for p in parse_space(self.space) if p.searched]
+
+    def exists(self) -> bool:
+        """Whether the study is already in its storage (never creates a storage file)."""
+        path = local_file(self.storage)
+        if path is not None and not path.exists():
+            return False
+        storage = open_storage(self.storage, heartbeat=0)
+        return self.study_name in optuna.get_all_study_names(storage)
+
+    def open(self, worker: int = 0) -> optuna.Study:
+        """Create or load (resume) the study, with a sampler seeded per worker and per restart."""
+        quiet_optuna()
+        base = self.base
+        storage = open_storage(self.storage, self.heartbeat)
+        study = optuna.create_study(study_name=self.study_name, storage=storage, direction="minimize",
+                                    load_if_exists=True, sampler=optuna.samplers.RandomSampler(),
+                                    pruner=make_pruner(self.pruner, base.max_epochs, self.n_folds))
+        # Different seeds per worker and per restart: the same seed would re-propose the same first points.
+        study.sampler = make_sampler(self.sampler, (base.seed + 7919 * worker + len(study.trials)) % 2 ** 32)
+        return study
+
+    def load(self) -> optuna.Study:
+        """An existing study (ConfigError when it does not exist), for reports."""
+        if not self.exists():
+            raise ConfigError(f"--study-name {self.study_name}: no such study in {self.storage}; "
+                              "nothing to report (give --n-trials to start it)")
+        return self.open()
+
+    def record_or_check(self, study: optuna.Study) -> None:
+        """A new study records its space and fixed settings; a resumed one must have the same (before any trial).
+
+        A different space is an error naming the first differing parameter; different fixed settings (other than
+        HARMLESS ones) are an error unless --allow-changed-settings."""
+        noted_space, noted_fixed = study.user_attrs.get("space"), study.user_attrs.get("fixed")
+        if noted_space is None:
+            study.set_metric_names([METRIC])
+            study.set_user_attr("space", self.space)
+            study.set_user_attr("fixed", self.fixed)
+            return
+        diff = space_difference(noted_space, self.space)
+        if diff:
+            raise ConfigError(f"--space: study {self.study_name} was started with another search space ({diff}); "
+                              "use its space or a new --study-name")
+        changed = changed_settings(noted_fixed or {}, self.fixed)
+        if changed and not self.allow_changed_settings:
+            shown = ", ".join(f"{flag(k)} {old!r} -> {new!r}" for k, old, new in changed)
+            raise ConfigError(f"study {self.study_name} was started with other fixed settings ({shown}); its trials "
+                              "would not be comparable: use a new --study-name, or --allow-changed-settings")
+
+
+def changed_settings(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(name, old, new) of the resolved fixed settings that differ, harmless ones left out."""
+    a, b = make_config(old).to_dict(), make_config(new).to_dict()
+    return [(k, a[k], b[k]) for k in a if a[k] != b[k] and k not in HARMLESS and k != "name"]
+
+
+def counted(study: optuna.Study) -> int:
+    """Finished trials that count towards --n-trials (complete + pruned)."""
+    return len(study.get_trials(deepcopy=False, states=COUNTED))
+
+
+def state_counts(study: optuna.Study) -> dict[str, int]:
+    """Number of trials per state name."""
+    counts: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    return counts
+
+
+def best_trial(study: optuna.Study) -> Optional[FrozenTrial]:
+    """The complete trial of lowest val/loss, or None."""
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    return min(done, key=lambda t: (t.value, t.number)) if done else None
+
+
+def refit_best(study: optuna.Study, mode: str = "holdout") -> dict[str, Any]:
+    """Retrain the best trial's config with its seed and test it: the study's single look at the test set.
+
+    holdout: the same training examples and epochs (early stopping on the same validation set), best weights
+    tested. all: `kfold.refit_config`: the trial's training and validation examples together (k-fold: the whole
+    pool), for the trial's best (k-fold: chosen) epoch count, last weights tested. Recorded in the study's
+    user attrs as 'refit' so the report shows it."""
+    from lit_regularize.kfold import refit_config
+    from lit_regularize.run import run
+
+    best = best_trial(study)
+    if best is None:
+        raise ConfigError(f"--refit-best: study {study.study_name} has no complete trial")
+    cfg = make_config(best.user_attrs["config"], source=f"trial {best.number}")
+    name = f"{study.study_name}/refit_trial_{best.number:04d}"
+    epochs = int(best.user_attrs["best_epoch"])
+    if mode == "all" or cfg.kfold >= 2:
+        summary = run(refit_config(cfg, epochs, name))
+        which = "last"
+    else:
+        summary = run(cfg.replace(name=name))
+        which = "best"
+    test = (summary.test or {})[which]
+    result = {"trial": best.number, "mode": mode, "epochs": summary.epochs_run, "run_dir": str(summary.run_dir),
+              "test_loss": test["loss"], "test_acc": test["acc"], "weights": which,
+              "val_loss": summary.best_val_loss, "trial_val_loss": best.value}
+    study.set_user_attr("refit", result)
+    return result
+
+
+__all__ = ["Sweep", "METRIC", "COUNTED", "STUDY_NAME", "HARMLESS", "quiet_optuna", "changed_settings", "counted",
+           "state_counts", "best_trial", "refit_best"]
