@@ -66,7 +66,8 @@ def wait_for_running_trial(url: str, name: str, proc: subprocess.Popen, timeout:
             pass
         time.sleep(0.2)
     proc.kill()
-    pytest.fail(f"no running trial within {timeout} s: {proc.communicate()[0][-3000:]}")
+    out = proc.communicate()[0]
+    pytest.fail(f"no running trial within {timeout} s: {(out or '')[-3000:]}")
 
 
 # -- search space --------------------------------------------------------------------------------------------
@@ -519,12 +520,13 @@ def _children(pid: int) -> list[int]:
 def test_sigkill_of_the_sweep_kills_its_workers_and_the_next_run_retries_their_trials(tmp_path, quick):
     url = storage.storage_url(str(tmp_path / "p.db"), "parent")
     cmd = sweep_cmd(quick, tmp_path, url, "parent", 4, max_epochs=40)
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = (tmp_path / "sweep.out").open("w")  # not a pipe: the workers hold their copy of it until they exit
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, text=True)
     wait_for_running_trial(url, "parent", proc)
     kids = _children(proc.pid)
     assert len(kids) == 2
     proc.kill()  # SIGKILL: no chance to stop the workers itself
-    proc.communicate(timeout=30)
+    proc.wait(timeout=30)
     deadline = time.monotonic() + 60
     while any(workers._alive(k) for k in kids) and time.monotonic() < deadline:
         time.sleep(0.2)
