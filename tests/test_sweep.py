@@ -39,9 +39,15 @@ def write_space(path: Path, space: dict) -> Path:
     return path
 
 
+_STORAGES: dict[str, Any] = {}
+
+
 def load(url: str, name: str) -> optuna.Study:
-    """The study as another process sees it."""
-    return optuna.load_study(study_name=name, storage=storage.open_storage(url, heartbeat=0))
+    """The study as another process sees it (one storage per URL: polling must not exhaust a server's
+    connections)."""
+    if url not in _STORAGES:
+        _STORAGES[url] = storage.open_storage(url, heartbeat=0)
+    return optuna.load_study(study_name=name, storage=_STORAGES[url])
 
 
 def api_sweep(quick: dict, space: dict, **kw) -> study_mod.Sweep:
@@ -60,7 +66,8 @@ def wait_for_running_trial(url: str, name: str, proc: subprocess.Popen, timeout:
             pass
         time.sleep(0.2)
     proc.kill()
-    pytest.fail(f"no running trial within {timeout} s: {proc.communicate()[0][-3000:]}")
+    out = proc.communicate()[0]
+    pytest.fail(f"no running trial within {timeout} s: {(out or '')[-3000:]}")
 
 
 # -- search space --------------------------------------------------------------------------------------------
@@ -162,21 +169,21 @@ def test_gp_and_qmc_samplers_or_their_one_line_error():
 def test_pruners_warm_up_with_the_budget_start_unpruned_and_never_prune_a_final_epoch(name):
     max_epochs = 8
     pruner = storage.make_pruner(name, max_epochs)
-    assert isinstance(pruner, storage.BudgetPruner) and pruner.final_step == max_epochs - 1
+    assert isinstance(pruner, storage.BudgetPruner) and pruner.final_step == max_epochs  # steps are 1-based epochs
     study = optuna.create_study(pruner=pruner, sampler=optuna.samplers.RandomSampler(seed=0))
     pruned_at = {}
 
     def objective(trial):
         level = trial.suggest_float("x", 0, 1)
-        for step in range(max_epochs):
-            trial.report(level + 1.0 / (step + 1), step)
+        for step in range(1, max_epochs + 1):
+            trial.report(level + 1.0 / step, step)
             if trial.should_prune():
                 pruned_at[trial.number] = step
                 raise optuna.TrialPruned()
         return level
     study.optimize(objective, n_trials=30)
     assert pruned_at, f"{name} pruned nothing"
-    assert all(storage.warmup_epochs(max_epochs) <= s < max_epochs - 1 for s in pruned_at.values()), pruned_at
+    assert all(storage.warmup_epochs(max_epochs) <= s < max_epochs for s in pruned_at.values()), pruned_at
     assert min(pruned_at) >= storage.N_STARTUP_TRIALS  # the first trials are never pruned
     assert storage.warmup_epochs(8) == 2 and storage.warmup_epochs(40) == 10 and storage.warmup_epochs(1) == 1
     assert isinstance(storage.make_pruner("none", 8), optuna.pruners.NopPruner)
@@ -186,7 +193,7 @@ def test_pruned_trial_stops_early_and_keeps_a_complete_summary(quick):
     study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=0.0))  # any loss > 0 is pruned
     study.optimize(objective_mod.make_objective(api_sweep({**quick, "max_epochs": 5}, LR_SPACE)), n_trials=1)
     t = study.trials[0]
-    assert t.state == States.PRUNED and list(t.intermediate_values) == [0]
+    assert t.state == States.PRUNED and list(t.intermediate_values) == [1]  # step = 1-based epoch
     s = RunSummary.read(t.user_attrs["run_dir"])
     assert (s.stop_reason, s.epochs_run, s.status) == ("pruned", 1, "completed")
     assert t.user_attrs["epochs_run"] == 1 and t.user_attrs["stop_reason"] == "pruned"
@@ -223,7 +230,7 @@ def test_kfold_trial_value_is_fit_kfolds_mean_curve_rule(quick):
     study.optimize(objective_mod.make_objective(sw), n_trials=1)
     t = study.trials[0]
     assert t.state == States.COMPLETE
-    assert sorted(t.intermediate_values) == list(range(6))  # step = fold * max_epochs + epoch - 1
+    assert sorted(t.intermediate_values) == list(range(1, 7))  # step = fold * max_epochs + 1-based epoch
     folds = [RunSummary.read(d) for d in t.user_attrs["fold_dirs"]]
     assert [Path(f.run_dir).parent.name for f in folds] == ["fold_0", "fold_1"]
     assert all(f.test is None and f.epochs_run == 3 for f in folds)  # every fold runs all epochs, no test
@@ -231,7 +238,7 @@ def test_kfold_trial_value_is_fit_kfolds_mean_curve_rule(quick):
     e = chosen_epoch(curves["val_loss"])
     assert t.user_attrs["best_epoch"] == e and math.isclose(t.value, curves["val_loss"][e - 1], rel_tol=1e-9)
     for f in range(2):  # what each fold reported is its val/loss curve
-        reported = [t.intermediate_values[f * 3 + i] for i in range(3)]
+        reported = [t.intermediate_values[f * 3 + e] for e in (1, 2, 3)]
         assert np.allclose(reported, folds[f].history["val_loss"], rtol=1e-6)
 
 
@@ -513,12 +520,13 @@ def _children(pid: int) -> list[int]:
 def test_sigkill_of_the_sweep_kills_its_workers_and_the_next_run_retries_their_trials(tmp_path, quick):
     url = storage.storage_url(str(tmp_path / "p.db"), "parent")
     cmd = sweep_cmd(quick, tmp_path, url, "parent", 4, max_epochs=40)
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = (tmp_path / "sweep.out").open("w")  # not a pipe: the workers hold their copy of it until they exit
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, text=True)
     wait_for_running_trial(url, "parent", proc)
     kids = _children(proc.pid)
     assert len(kids) == 2
     proc.kill()  # SIGKILL: no chance to stop the workers itself
-    proc.communicate(timeout=30)
+    proc.wait(timeout=30)
     deadline = time.monotonic() + 60
     while any(workers._alive(k) for k in kids) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -162,7 +162,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if sweep.n_trials and sweep.n_trials > 0:
         check_data(sweep.fixed)
     study = sweep.open()
-    sweep.record_or_check(study)
+    if sweep.n_trials == 0:  # only a report / refit: the study's own settings, whatever flags were given
+        import dataclasses
+
+        sweep = dataclasses.replace(sweep, fixed=study.user_attrs.get("fixed", sweep.fixed),
+                                    space=study.user_attrs.get("space", sweep.space))
+    else:
+        sweep.record_or_check(study)
     t0, code = time.perf_counter(), 0
     try:
         if counted(study) >= sweep.n_trials:

@@ -2,13 +2,14 @@
 
 No trial sees the test set (`run(..., evaluate_test=False)`). The trial value is the best val/loss of the run;
 with --kfold it is what `fit --kfold` reports: the mean validation curve's lowest value (the mean-curve rule).
-val/loss is reported to the pruner after every epoch at step fold*max_epochs + epoch - 1 (epoch 1-based).
+val/loss is reported to the pruner after every epoch at step fold*max_epochs + epoch (epoch 1-based).
 """
 from __future__ import annotations
 
 import math
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
@@ -21,6 +22,11 @@ from lit_regularize.errors import RunInterrupted, UserError
 from lit_regularize.summary import RunSummary
 from lit_regularize.sweep.space import parse_space, suggest
 from lit_regularize.sweep.study import Sweep
+
+
+# Set by a worker's SIGTERM handler outside run() (e.g. its sweep process died): the trial is interrupted at the next
+# safe point (the objective's start, a training epoch's start) instead of inside a storage transaction.
+STOP = threading.Event()
 
 
 def machine_id() -> str:
@@ -51,6 +57,10 @@ class PruningCallback(pl.Callback):
         self.trial, self.step_offset, self.last_run = trial, step_offset, last_run
         self.pruned_at: Optional[int] = None  # 1-based epoch
 
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if STOP.is_set():
+            raise KeyboardInterrupt  # run() ends as interrupted; the objective queues the trial again
+
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         from lit_regularize.trainer import MONITOR
 
@@ -58,7 +68,7 @@ class PruningCallback(pl.Callback):
         if trainer.sanity_checking or value is None or not math.isfinite(float(value)):
             return  # non-finite: run()'s EarlyStopping(check_finite) ends the fit
         epoch = trainer.current_epoch + 1
-        self.trial.report(float(value), self.step_offset + epoch - 1)
+        self.trial.report(float(value), self.step_offset + epoch)
         ends_anyway = epoch >= trainer.max_epochs or trainer.should_stop
         if ends_anyway and self.last_run:
             return
@@ -125,7 +135,7 @@ def _kfold(trial: optuna.Trial, cfg: Config, searched: list[str]) -> float:
         if cb.pruned_at is not None:
             s.stop_reason = "pruned"
             s.write()
-            raise _Pruned(s, i * cfg.max_epochs + cb.pruned_at - 1)
+            raise _Pruned(s, i * cfg.max_epochs + cb.pruned_at)
         return s
 
     base = {"run_dir": str(Path(cfg.logdir) / cfg.run_name), "fold_dirs": [], "val_acc": None,
@@ -163,6 +173,8 @@ def make_objective(sweep: Sweep) -> Callable[[optuna.Trial], float]:
         trial.set_user_attr("config", cfg.to_dict())
         trial.set_user_attr("seed", cfg.seed)
         try:
+            if STOP.is_set():
+                raise KeyboardInterrupt
             return (_kfold if cfg.kfold >= 2 else _holdout)(trial, cfg, searched)
         except (RunInterrupted, KeyboardInterrupt, SystemExit) as e:
             # Ctrl-C / SIGTERM: queue the same params again so the next invocation re-runs this trial first.
@@ -173,4 +185,4 @@ def make_objective(sweep: Sweep) -> Callable[[optuna.Trial], float]:
     return objective
 
 
-__all__ = ["PruningCallback", "trial_config", "make_objective", "machine_id", "worker_id"]
+__all__ = ["STOP", "PruningCallback", "trial_config", "make_objective", "machine_id", "worker_id"]

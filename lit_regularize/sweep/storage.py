@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import math
 import re
+import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -19,6 +20,7 @@ STUDY_DIR = Path("optuna")  # default SQLite files: optuna/<study>.db (relative 
 SQLITE_TIMEOUT_S = 60  # a writer waits this long for the lock instead of failing with "database is locked"
 GRACE_FACTOR = 3  # a trial is stale after GRACE_FACTOR missed heartbeats
 MAX_RETRY = 2
+OPEN_ATTEMPTS = 3  # a fresh database: concurrent schema creation fails all but one process once
 SAMPLERS = ("tpe", "random", "gp", "qmc")
 PRUNERS = ("median", "hyperband", "halving", "none")
 N_STARTUP_TRIALS = 5  # the first finished trials are never pruned: the pruner needs something to compare with
@@ -91,14 +93,20 @@ def open_storage(url: str, heartbeat: int = 10) -> optuna.storages.BaseStorage:
         engine_kwargs = {"pool_pre_ping": True}
     beat = {"heartbeat_interval": heartbeat, "grace_period": GRACE_FACTOR * heartbeat,
             "heartbeat_stale_trial_callback": RetryTrial(max_retry=MAX_RETRY)} if heartbeat else {}
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **beat)
-    except ImportError as e:
-        raise ConfigError(f"--storage {shown_url(url)}: database driver missing ({e}); for PostgreSQL "
-                          "pip install '.[postgres]'") from None
-    except Exception as e:  # sqlalchemy's errors (bad URL, server down, auth) are user errors here
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"--storage {shown_url(url)}: cannot open ({first})") from None
+    for attempt in range(OPEN_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **beat)
+        except ImportError as e:
+            raise ConfigError(f"--storage {shown_url(url)}: database driver missing ({e}); for PostgreSQL "
+                              "pip install '.[postgres]'") from None
+        except Exception as e:  # sqlalchemy's errors (bad URL, server down, auth) are user errors here
+            if attempt + 1 < OPEN_ATTEMPTS:
+                # Several processes creating a fresh database's tables at once: all but one fail the commit.
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"--storage {shown_url(url)}: cannot open ({first})") from None
+    raise AssertionError("unreachable")
 
 
 def fail_and_retry(study: optuna.Study, trial: FrozenTrial) -> bool:
@@ -164,7 +172,8 @@ class BudgetPruner(optuna.pruners.BasePruner):
 
 def make_pruner(name: str, max_epochs: int, n_folds: int = 1,
                 n_startup_trials: int = N_STARTUP_TRIALS) -> optuna.pruners.BasePruner:
-    """The pruner of --pruner, its warm-up scaled to the epoch budget; steps run 0 .. n_folds*max_epochs-1."""
+    """The pruner of --pruner, its warm-up scaled to the epoch budget; steps run 1 .. n_folds*max_epochs
+    (step = fold*max_epochs + 1-based epoch), so a trial is never pruned before `warmup_epochs` epochs."""
     if name not in PRUNERS:
         raise ConfigError(f"--pruner: unknown {name!r} (choose from {', '.join(PRUNERS)})")
     steps = max_epochs * n_folds
@@ -178,7 +187,7 @@ def make_pruner(name: str, max_epochs: int, n_folds: int = 1,
         inner = optuna.pruners.SuccessiveHalvingPruner(min_resource=warm, reduction_factor=3)
     else:
         return optuna.pruners.NopPruner()
-    return BudgetPruner(inner, final_step=steps - 1, n_startup_trials=n_startup_trials)
+    return BudgetPruner(inner, final_step=steps, n_startup_trials=n_startup_trials)
 
 
 __all__ = ["storage_url", "local_file", "shown_url", "open_storage", "fail_and_retry", "RetryTrial",

@@ -25,7 +25,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from lit_regularize.errors import ConfigError
-from lit_regularize.sweep.objective import machine_id, make_objective
+from lit_regularize.sweep.objective import STOP, machine_id, make_objective
 from lit_regularize.sweep.storage import fail_and_retry
 from lit_regularize.sweep.study import Sweep, counted
 
@@ -123,7 +123,7 @@ def run_worker(sweep: Sweep, index: int = 0, threads: Optional[int] = None,
     objective = make_objective(sweep)
     deadline = time.monotonic() + sweep.timeout if sweep.timeout else math.inf
     here = machine_id() + ":"
-    while counted(study) < sweep.n_trials and time.monotonic() < deadline:
+    while counted(study) < sweep.n_trials and time.monotonic() < deadline and not STOP.is_set():
         reap_dead_workers(study)
         # Without heartbeats a dead remote worker's trial stays RUNNING for ever: wait for local ones only then.
         running = sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
@@ -133,7 +133,9 @@ def run_worker(sweep: Sweep, index: int = 0, threads: Optional[int] = None,
             continue
         if sweep.heartbeats:
             optuna.storages.fail_stale_trials(study)  # a dead remote worker's trial: failed + retried after grace
-        time.sleep(1.0)
+        STOP.wait(1.0)
+    if STOP.is_set():
+        raise KeyboardInterrupt
 
 
 def _die_with_parent(parent: int) -> None:
@@ -157,10 +159,15 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _on_term(signum: int, frame: Any) -> None:
-    """The first SIGTERM ends the worker like Ctrl-C: its running trial is failed and queued again (see
-    make_objective); later ones are ignored so that they cannot cut the re-queueing short."""
+    """The launcher's SIGTERM: like Ctrl-C (stop the workers, reap their trials)."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
+
+
+def _on_term_worker(signum: int, frame: Any) -> None:
+    """A worker's SIGTERM outside run() (inside, run() turns it into an interrupted run): stop at the next safe
+    point; raising here could cut a storage transaction short and leave the database locked."""
+    STOP.set()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -168,7 +175,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from lit_regularize.errors import RunInterrupted, UserError
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    signal.signal(signal.SIGTERM, _on_term)
+    signal.signal(signal.SIGTERM, _on_term_worker)
     if len(argv) > 3:
         _die_with_parent(int(argv[3]))
     sweep = Sweep(**json.loads(argv[0]))
