@@ -5,6 +5,7 @@ everywhere. This is the only place that maps a Config onto the components' own c
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import copy
 import logging
@@ -175,7 +176,8 @@ def run(cfg: Config, extra_callbacks: Sequence[pl.Callback] = (), resume: Option
             # Testing a checkpoint restores callback state, so keep the fit's own history first.
             history = copy.deepcopy(history_cb.history)
             _fill(summary, cfg, trainer, history, history_cb.non_finite, t_start)
-            best = rundir.keep_best(summary.best_epoch) if zero else None
+            # every rank tests the same weights (DDP collectives); only rank 0 removes stale best-* files
+            best = rundir.keep_best(summary.best_epoch) if zero else rundir.best_checkpoints().get(summary.best_epoch)
             summary.best_checkpoint = rundir.rel(best)
             summary.last_checkpoint = rundir.rel(rundir.last_checkpoint)
             if evaluate_test:
@@ -256,6 +258,16 @@ def _log_hparams(logger: RunLogger, cfg: Config, summary: RunSummary, extra_keys
     params = {k: (v if isinstance(v, (bool, int, float, str)) else str(v)) for k, v in params.items()}
     logger.log_hyperparams(params, metrics)
     logger.hparams = cfg.to_dict()  # log_hyperparams replaced it; hparams.yaml keeps the whole resolved config
+
+
+@atexit.register
+def _destroy_process_group() -> None:
+    """Lightning destroys the process group at exit only for NCCL; a live gloo group's threads can abort the
+    interpreter's shutdown (SIGABRT, 'terminate called without an active exception')."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def quiet_lightning() -> None:

@@ -6,11 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from conftest import ROOT
 
 
+@pytest.mark.slow
 def test_fit_runs_ddp_on_two_cpu_processes(quick, tmp_path):
     logdir = Path(quick["logdir"])
     over = {**quick, "name": "ddp", "max_epochs": 3, "early_stopping": False}
