@@ -9,6 +9,7 @@ import dataclasses
 import difflib
 import math
 import os
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,7 +199,7 @@ def base_type(name: str) -> type:
     if typing.get_origin(hint) is Literal:
         return str
     args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and args:
         hint = args[0]
     if typing.get_origin(hint) is list:
         return list
@@ -413,10 +414,7 @@ def to_yaml(cfg: Config) -> str:
 
 def config_from_file(path: str | os.PathLike) -> Config:
     """A Config saved with a run (config.yaml) or written by --print-config."""
-    raw = load_yaml(path, "config")
-    check_keys(raw, str(path))
-    known = {k: v for k, v in raw.items()}
-    return make_config(known, source=str(path))
+    return make_config(load_yaml(path, "config"), source=str(path))
 
 
 __all__ = ["Config", "FIELDS", "HINTS", "GROUPS", "RESUMABLE", "REG_PRESETS", "DATA_PRESETS", "BUILTIN_DATA",

@@ -109,7 +109,7 @@ class RunDir:
         """The checkpoint of `epoch` (1-based); other best-* files (left by a resume) are removed."""
         found = self.best_checkpoints()
         keep = found.get(epoch) if epoch is not None else None
-        for e, p in found.items():
+        for p in found.values():
             if p != keep:
                 p.unlink(missing_ok=True)
         return keep

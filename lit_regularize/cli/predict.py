@@ -9,27 +9,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
+from lit_regularize.cli.args import OneLineParser, guarded
 from lit_regularize.errors import UserError
 
-EXIT_USER_ERROR = 2
 PREVIEW = 60
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: `error: ...`, exit 2."""
-
-    def error(self, message: str):  # type: ignore[override]
-        self.exit(EXIT_USER_ERROR, f"error: {message} (see --help)\n")
-
-
-def _guard(body: Callable[[], int]) -> int:
-    try:
-        return body()
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USER_ERROR
 
 
 PREDICT_DOC = """Classify review texts (IMDB runs) or images (MNIST / Fashion-MNIST runs) with a trained run.
@@ -93,10 +78,11 @@ def _plain(result: dict[str, Any], shown: str) -> str:
     return f"{k}{name}  {result['probs'][k]:.2f}  {shown}"
 
 
+@guarded
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """`predict` command line; returns the exit code (2 for bad input, with one `error:` line)."""
-    parser = _Parser(prog="predict", description=PREDICT_DOC,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="predict", description=PREDICT_DOC,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder: <logdir>/<name>/version_k")
     parser.add_argument("inputs", nargs="*", metavar="INPUT", help="review texts, or image / idx file paths")
     parser.add_argument("--file", metavar="F",
@@ -114,52 +100,47 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.batch_size < 1:
         parser.error("--batch-size must be >= 1")
 
-    def body() -> int:
-        from lit_regularize.predict import load, run_config
+    from lit_regularize.predict import load, run_config
 
-        is_text = run_config(args.run_dir)["data"] == "imdb"
-        items = _read_inputs(args, is_text)
-        if not items:
-            raise UserError("no inputs (give them as arguments, with --file, or on stdin)")
-        predictor = load(args.run_dir, last=args.last, word_index=args.word_index, data_dir=args.data_dir,
-                         batch_size=args.batch_size)
-        if is_text:
-            shown = [s for s, _ in items]
-            results = predictor.predict([x for _, x in items])
-        else:  # an idx file expands to its images: predict file by file to label each line
-            shown, results = [], []
-            images = [predictor.images([x]) for _, x in items]
-            for (s, _), imgs in zip(items, images):
-                shown += [s] if len(imgs) == 1 else [f"{s}[{i}]" for i in range(len(imgs))]
-            import numpy as np
+    is_text = run_config(args.run_dir)["data"] == "imdb"
+    items = _read_inputs(args, is_text)
+    if not items:
+        raise UserError("no inputs (give them as arguments, with --file, or on stdin)")
+    predictor = load(args.run_dir, last=args.last, word_index=args.word_index, data_dir=args.data_dir,
+                     batch_size=args.batch_size)
+    if is_text:
+        shown = [s for s, _ in items]
+        results = predictor.predict([x for _, x in items])
+    else:  # an idx file expands to its images: predict file by file to label each line
+        shown, results = [], []
+        images = [predictor.images([x]) for _, x in items]
+        for (s, _), imgs in zip(items, images):
+            shown += [s] if len(imgs) == 1 else [f"{s}[{i}]" for i in range(len(imgs))]
+        import numpy as np
 
-            results = predictor.predict(np.concatenate(images)) if images else []
-        for s, r in zip(shown, results):
-            print(json.dumps({"input": s, **r}) if args.json else _plain(r, s))
-        return 0
-
-    return _guard(body)
+        results = predictor.predict(np.concatenate(images)) if images else []
+    for s, r in zip(shown, results):
+        print(json.dumps({"input": s, **r}) if args.json else _plain(r, s))
+    return 0
 
 
+
+@guarded
 def export_main(argv: Optional[Sequence[str]] = None) -> int:
     """`export` command line: a self-contained TorchScript / ONNX probability model of a run."""
-    parser = _Parser(prog="export", description="Export a run's model (dense input -> probabilities) as "
-                     "TorchScript or ONNX, with <out>.json describing its input and output.")
+    parser = OneLineParser(prog="export", description="Export a run's model (dense input -> probabilities) as "
+                           "TorchScript or ONNX, with <out>.json describing its input and output.")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder: <logdir>/<name>/version_k")
     parser.add_argument("--format", required=True, choices=("torchscript", "onnx"))
     parser.add_argument("--out", required=True, metavar="FILE", help="the model file to write")
     parser.add_argument("--last", action="store_true",
                         help="export checkpoints/last.ckpt instead of the best one")
     args = parser.parse_args(argv)
+    from lit_regularize.export import export
 
-    def body() -> int:
-        from lit_regularize.export import export
-
-        out = export(args.run_dir, args.format, args.out, last=args.last)
-        print(f"wrote {out} and {out}.json")
-        return 0
-
-    return _guard(body)
+    out = export(args.run_dir, args.format, args.out, last=args.last)
+    print(f"wrote {out} and {out}.json")
+    return 0
 
 
 __all__ = ["main", "export_main"]
