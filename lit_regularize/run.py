@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
 import pytorch_lightning as pl
@@ -148,7 +149,6 @@ def run(cfg: Config, extra_callbacks: Sequence[pl.Callback] = (), resume: Option
     dm.setup("fit")  # bad data fails here, before any folder is created
     model = build_model(cfg, dm.n_features, dm.n_classes)
     rundir = _run_dir(cfg, resume)
-    previous = rundir.read_summary() if resume is not None else None
     logger = RunLogger(save_dir=str(rundir.path.parent), name="", version=rundir.path.name, default_hp_metric=False)
     logger.hparams.update(cfg.to_dict())  # hparams.yaml holds the resolved config
     callbacks = make_callbacks(rundir.checkpoint_dir, dm.has_validation, cfg.patience, cfg.early_stopping,
@@ -182,14 +182,14 @@ def run(cfg: Config, extra_callbacks: Sequence[pl.Callback] = (), resume: Option
             summary.last_checkpoint = rundir.rel(rundir.last_checkpoint)
             if evaluate_test:
                 with signals.lightning():
-                    summary.test = {"last": _test(trainer, model, dm, None, "test_last")}
+                    summary.test = {"last": _test(trainer, model, dm, None, "test_last", summary.epochs_run)}
                     # A run that was never finite has no best epoch: its best weights are its last.
-                    summary.test["best"] = (_test(trainer, model, dm, str(best), "test_best") if best is not None
-                                            else summary.test["last"])
+                    summary.test["best"] = (_test(trainer, model, dm, str(best), "test_best", summary.best_epoch)
+                                            if best is not None else summary.test["last"])
             summary.status, summary.exit_code, summary.wall_time = "completed", 0, time.perf_counter() - t_start
             if zero:
-                _log_hparams(logger, cfg, summary, hparam_keys, again=previous is not None and
-                             previous.status == "completed")
+                _log_hparams(logger, cfg, summary, hparam_keys, again=resume is not None and
+                             _has_hparams_record(rundir.path))
                 logger.finalize("success")
                 summary.write()
         except BaseException as e:
@@ -220,9 +220,17 @@ def run(cfg: Config, extra_callbacks: Sequence[pl.Callback] = (), resume: Option
 
 
 def _test(trainer: pl.Trainer, model: RegularizedMLP, dm: SplitDataModule, ckpt: Optional[str],
-          prefix: str) -> dict[str, float]:
+          prefix: str, epoch: Optional[int]) -> dict[str, float]:
+    """Test one set of weights; TensorBoard gets `prefix`/loss|acc at the (1-based) epoch of those weights."""
     model.test_prefix = prefix
-    out = trainer.test(model, datamodule=dm, ckpt_path=ckpt, verbose=False)[0]
+    logger = trainer.logger if isinstance(trainer.logger, RunLogger) else None
+    if logger is not None:
+        logger.fixed_step = epoch
+    try:
+        out = trainer.test(model, datamodule=dm, ckpt_path=ckpt, verbose=False)[0]
+    finally:
+        if logger is not None:
+            logger.fixed_step = None
     return {"loss": float(out[f"{prefix}/loss"]), "acc": float(out[f"{prefix}/acc"])}
 
 
@@ -257,7 +265,15 @@ def _log_hparams(logger: RunLogger, cfg: Config, summary: RunSummary, extra_keys
     params = {k: values[k] for k in (*HPARAM_KEYS, *extra_keys) if k in values}
     params = {k: (v if isinstance(v, (bool, int, float, str)) else str(v)) for k, v in params.items()}
     logger.log_hyperparams(params, metrics)
-    logger.hparams = cfg.to_dict()  # log_hyperparams replaced it; hparams.yaml keeps the whole resolved config
+
+
+def _has_hparams_record(run_dir: os.PathLike) -> bool:
+    """Whether an event file of the run folder already holds an HParams session (a resume of a run that once
+    finished, also one interrupted again since): a second record would show the run twice in the HParams tab."""
+    from tensorboard.plugins.hparams.metadata import SESSION_START_INFO_TAG
+
+    tag = SESSION_START_INFO_TAG.encode()
+    return any(tag in p.read_bytes() for p in Path(run_dir).glob("events.out.tfevents.*") if p.is_file())
 
 
 @atexit.register

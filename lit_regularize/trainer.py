@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -11,7 +12,10 @@ import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins import TorchCheckpointIO
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.callbacks.progress.tqdm_progress import Tqdm, convert_inf
+from pytorch_lightning.core.saving import save_hparams_to_yaml
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from lit_regularize.callbacks import History, InterruptReason
 from lit_regularize.files import atomic_write
@@ -39,18 +43,66 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 class RunLogger(TensorBoardLogger):
     """TensorBoard on a 1-based epoch axis; the HParams record is written once, at the end, with real metrics."""
 
-    def log_hyperparams(self, params: Any, metrics: Optional[dict[str, Any]] = None) -> None:
+    # When set (run() does so around each test pass), metrics are logged at this step: the 1-based epoch whose
+    # weights were tested, instead of the epoch counter (which stands one past the last epoch after a fit).
+    fixed_step: Optional[int] = None
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, metrics: Optional[dict[str, Any]] = None,
+                        step: Optional[int] = None) -> None:
         # Lightning logs the model's init args at fit start; hparams.yaml keeps the resolved config instead
         # (set by run()), and the HParams session is written by run() once the metrics are known.
-        if metrics is not None:
-            super().log_hyperparams(params, metrics)
+        if metrics is None:
+            return
+        from torch.utils.tensorboard.summary import hparams
+
+        params = dict(params)
+        booleans = {k for k, v in params.items() if isinstance(v, bool)}
+        self.log_metrics(metrics, 0)
+        writer = self.experiment._get_file_writer()
+        for record in hparams(params, metrics):
+            writer.add_summary(_booleans_as_booleans(record, booleans), 0)
 
     def log_metrics(self, metrics: dict[str, float], step: Optional[int] = None) -> None:
         metrics = dict(metrics)
         epoch = metrics.pop("epoch", None)  # Lightning adds the 0-based epoch as a scalar of its own
-        if epoch is not None:
+        if self.fixed_step is not None:
+            step = self.fixed_step
+        elif epoch is not None:
             step = int(epoch) + 1
         super().log_metrics(metrics, step)
+
+    @rank_zero_only
+    def save(self) -> None:
+        super().save()
+        # Lightning writes hparams.yaml only when it is missing; a resume with a new --max-epochs must not leave
+        # the old config there.
+        path = Path(self.log_dir) / self.NAME_HPARAMS_FILE
+        if self.hparams and path.is_file():
+            import yaml
+
+            if yaml.safe_load(path.read_text()) != dict(self.hparams):
+                save_hparams_to_yaml(path, self.hparams)
+
+
+def _booleans_as_booleans(record: Any, keys: set[str]) -> Any:
+    """torch's hparams() stores a bool as a number (bool is an int); make `keys` bool values of type BOOL."""
+    from tensorboard.plugins.hparams.api_pb2 import DataType
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    for value in record.value:
+        data = HParamsPluginData.FromString(value.metadata.plugin_data.content)
+        if data.HasField("session_start_info"):
+            for k in keys & set(data.session_start_info.hparams):
+                data.session_start_info.hparams[k].bool_value = bool(data.session_start_info.hparams[k].number_value)
+        elif data.HasField("experiment"):
+            for info in data.experiment.hparam_infos:
+                if info.name in keys:
+                    info.type = DataType.DATA_TYPE_BOOL
+        else:
+            continue
+        value.metadata.plugin_data.content = data.SerializeToString()
+    return record
 
 
 class EpochCheckpoint(ModelCheckpoint):
@@ -78,17 +130,44 @@ class EpochCheckpoint(ModelCheckpoint):
 
 
 class ProgressBar(TQDMProgressBar):
-    """Epochs counted from 1 ("Epoch 3/20"), test passes named by the weights they test."""
+    """Epochs counted from 1 ("Epoch 3/20"), test passes named by the weights they test ("test (best weights)");
+    none of Lightning's 0-based "Epoch 2:", "Testing" or "DataLoader 0" texts, not even for one refresh."""
+
+    @property
+    def train_description(self) -> str:
+        trainer = self.trainer
+        return f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
 
     def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
-        super().on_train_epoch_start(trainer, *args)
-        self.train_progress_bar.set_description(f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")
+        if self._leave:
+            self.train_progress_bar = self.init_train_tqdm()
+        bar = self.train_progress_bar
+        bar.set_description(self.train_description, refresh=False)
+        bar.reset(total=convert_inf(self.total_train_batches))
+        bar.initial = 0
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)  # the tail of the version folder's name ("on_0"), which says nothing
+        return items
 
     @property
     def test_description(self) -> str:
         module = self.trainer.lightning_module if self._trainer is not None else None
         prefix = getattr(module, "test_prefix", "test")
         return {"test_best": "test (best weights)", "test_last": "test (last weights)"}.get(prefix, "test")
+
+    def init_test_tqdm(self) -> Tqdm:
+        return Tqdm(desc=self.test_description, position=2 * self.process_position, disable=self.is_disabled,
+                    leave=True, dynamic_ncols=True, file=sys.stdout, bar_format=self.BAR_FORMAT)
+
+    def on_test_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int,
+                            dataloader_idx: int = 0) -> None:
+        if not self.has_dataloader_changed(dataloader_idx):
+            return
+        bar = self.test_progress_bar
+        bar.reset(total=convert_inf(self.total_test_batches_current_dataloader))
+        bar.initial = 0
 
 
 def make_callbacks(ckpt_dir: Path, validating: bool, patience: int, early_stopping: bool, progress: bool,

@@ -1,4 +1,7 @@
-"""TensorBoard: what a run logs (weights, augmented images, hparams) and what the real server then serves."""
+"""TensorBoard: what a run logs (weights, augmented images, hparams) and what the real server then serves.
+
+Issue 12, "what users look at": the tests read the event files themselves (all of a run folder's files, as
+TensorBoard does), so a wrong step, an extra tag or a mistyped HParams value fails here."""
 from __future__ import annotations
 
 import http.client
@@ -13,13 +16,23 @@ from urllib.parse import quote
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
+import pytorch_lightning as pl
 import torch
+import yaml
+from tensorboard.backend.event_processing import event_file_loader
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import api_pb2, metadata as hp_metadata, plugin_data_pb2
 
+from lit_regularize.cli import fit
 from lit_regularize.config import make_config
-from lit_regularize.run import build_datamodule
+from lit_regularize.errors import RunInterrupted
+from lit_regularize.model import RegularizedMLP
+from lit_regularize.rundir import RunDir
+from lit_regularize.run import HPARAM_KEYS, build_datamodule
 from lit_regularize.run import run
+from lit_regularize.summary import RunSummary
 from lit_regularize.tb_extras import GRID_IMAGES, GRID_VIEWS, TensorBoardExtras, augmentation_grid
 
 TENSORBOARD = Path(sys.executable).with_name("tensorboard")
@@ -30,6 +43,176 @@ def _events(folder: str | Path) -> EventAccumulator:
     acc = EventAccumulator(str(folder), size_guidance={"images": 0, "histograms": 0, "scalars": 0})
     acc.Reload()
     return acc
+
+
+def _hparams_records(folder: str | Path) -> list[plugin_data_pb2.HParamsPluginData]:
+    """Every HParams plugin record (experiment, session start, session end) of every event file in the folder."""
+    out = []
+    for f in sorted(Path(folder).glob("events.out.tfevents.*")):
+        for event in event_file_loader.EventFileLoader(str(f)).Load():
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == hp_metadata.PLUGIN_NAME:
+                    out.append(plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content))
+    return out
+
+
+def _sessions(folder: str | Path) -> list[plugin_data_pb2.SessionStartInfo]:
+    return [r.session_start_info for r in _hparams_records(folder) if r.HasField("session_start_info")]
+
+
+def _hparam_values(session: plugin_data_pb2.SessionStartInfo) -> dict[str, tuple[str, object]]:
+    """name -> (kind of the protobuf Value: number_value | string_value | bool_value, the value)."""
+    out = {}
+    for name, value in session.hparams.items():
+        kind = value.WhichOneof("kind")
+        out[name] = (kind, getattr(value, kind))
+    return out
+
+
+def _steps(acc: EventAccumulator, tag: str) -> list[int]:
+    return sorted(e.step for e in acc.Scalars(tag))
+
+
+# A scripted validation curve whose minimum is at epoch 2 (1-based), so the best and the last weights differ.
+CURVE = [0.50, 0.30, 0.40, 0.45]
+
+
+@pytest.fixture
+def scripted_val_loss(monkeypatch):
+    """val/loss follows CURVE by epoch (the real loss is computed and discarded)."""
+    def on_validation_epoch_end(self):
+        self.val_loss.reset()
+        self.log("val/loss", CURVE[self.current_epoch], prog_bar=True)
+        self.log("val/acc", self.val_acc.compute())
+        self.val_acc.reset()
+    monkeypatch.setattr(RegularizedMLP, "on_validation_epoch_end", on_validation_epoch_end)
+
+
+def test_per_epoch_scalars_share_the_1_based_epoch_axis_and_no_epoch_scalar_is_written(quick):
+    s = run(make_config({**quick, "name": "axis", "reg": "l1", "early_stopping": False}))
+    acc = _events(s["log_dir"])
+    tags = set(acc.Tags()["scalars"])
+    per_epoch = {t for t in tags if t.split("/")[0] in ("train", "val", "weights")}
+    assert {"train/loss", "train/penalty", "val/loss", "val/acc", "weights/layer0_mean_abs",
+            "weights/layer0_near_zero", "weights/layer2_near_zero"} <= per_epoch  # (no train accuracy is computed)
+    for tag in per_epoch:
+        assert _steps(acc, tag) == [1, 2, 3], tag
+    for tag in acc.Tags()["histograms"]:
+        assert [e.step for e in acc.Histograms(tag)] == [1, 2, 3], tag
+    assert "epoch" not in tags  # Lightning's own 0-based epoch counter is not a panel of its own
+    assert not {t for t in tags if t.startswith("test/")}
+    # the points are the summary's history, epoch by epoch
+    assert s.history["epoch"] == [1, 2, 3]
+    for tag, key in (("train/loss", "train_loss"), ("train/penalty", "train_penalty"), ("val/loss", "val_loss"),
+                     ("val/acc", "val_acc")):
+        assert np.allclose([e.value for e in sorted(acc.Scalars(tag), key=lambda e: e.step)], s.history[key],
+                           rtol=1e-6), tag
+
+
+def test_best_and_last_test_results_are_separate_tags_at_the_epoch_of_their_weights(quick, scripted_val_loss):
+    s = run(make_config({**quick, "name": "tests", "max_epochs": 4, "early_stopping": False}))
+    assert s.best_epoch == 2 and s.best_checkpoint == "checkpoints/best-epoch002.ckpt"
+    assert torch.load(s.path(s.best_checkpoint), weights_only=True)["epoch"] + 1 == s.best_epoch
+    saved = json.loads((Path(s.log_dir) / "summary.json").read_text())
+    acc = _events(s["log_dir"])
+    tags = set(acc.Tags()["scalars"])
+    assert {t for t in tags if t.startswith("test")} == {"test_best/loss", "test_best/acc", "test_last/loss",
+                                                         "test_last/acc"}
+    for which, epoch in (("best", 2), ("last", 4)):
+        for metric in ("loss", "acc"):
+            (point,) = acc.Scalars(f"test_{which}/{metric}")
+            assert point.step == epoch  # the best weights at the best epoch, the last at the last one
+            assert point.value == pytest.approx(saved["test"][which][metric], rel=1e-6)
+    assert saved["test"]["best"] != saved["test"]["last"]
+
+
+def test_hparams_hold_the_experiment_settings_with_booleans_as_booleans_and_real_metrics(quick):
+    s = run(make_config({**quick, "name": "hp", "batchnorm": True, "reg": "l2"}))
+    records = _hparams_records(s.log_dir)
+    (session,) = [r.session_start_info for r in records if r.HasField("session_start_info")]
+    values = _hparam_values(session)
+    assert set(values) == set(HPARAM_KEYS)  # not the ~44 config fields
+    assert not {"accelerator", "data_dir", "logdir", "progress", "num_workers", "name"} & set(values)
+    assert values["batchnorm"] == ("bool_value", True)
+    assert values["reg"] == ("string_value", "l2") and values["hidden"] == ("number_value", 8)
+    assert values["l2"] == ("number_value", pytest.approx(s.config["l2"]))
+    (experiment,) = [r.experiment for r in records if r.HasField("experiment")]
+    types = {h.name: h.type for h in experiment.hparam_infos}
+    assert types["batchnorm"] == api_pb2.DATA_TYPE_BOOL and types["lr"] == api_pb2.DATA_TYPE_FLOAT64
+    assert {m.name.tag for m in experiment.metric_infos} == {"hp/best_val_loss", "hp/best_val_acc",
+                                                              "hp/test_acc_best", "hp/test_acc_last"}
+    acc = _events(s.log_dir)
+    assert acc.Scalars("hp/best_val_loss")[-1].value == pytest.approx(s.best_val_loss, rel=1e-6)
+    assert acc.Scalars("hp/best_val_acc")[-1].value == pytest.approx(s.best_val_acc, rel=1e-6)
+    assert acc.Scalars("hp/test_acc_best")[-1].value == pytest.approx(s.test["best"]["acc"], rel=1e-6)
+    assert acc.Scalars("hp/test_acc_last")[-1].value == pytest.approx(s.test["last"]["acc"], rel=1e-6)
+    # hparams.yaml is the resolved config, the same as config.yaml and the summary's
+    folder = Path(s.log_dir)
+    hparams = yaml.safe_load((folder / "hparams.yaml").read_text())
+    assert hparams == yaml.safe_load((folder / "config.yaml").read_text()) == s.config
+    assert hparams["batchnorm"] is True and hparams["data_dir"] == quick["data_dir"]
+
+
+class InterruptAt(pl.Callback):
+    """Ctrl-C at the start of a 0-based epoch."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_resumed_runs_keep_one_hparams_record_one_epoch_axis_and_a_current_hparams_yaml(quick):
+    cfg = make_config({**quick, "name": "res", "max_epochs": 3, "early_stopping": False})
+    with pytest.raises(RunInterrupted):
+        run(cfg, extra_callbacks=[InterruptAt(2)])  # stopped after epoch 2: no HParams record yet
+    folder = RunDir.latest(cfg.logdir, "res").path
+    assert _sessions(folder) == []
+    run(cfg, resume=RunDir.open(folder))  # finishes: the one record
+    assert len(_sessions(folder)) == 1
+    # extended, then interrupted again, then finished: still one record (the run already has one)
+    with pytest.raises(RunInterrupted):
+        run(cfg.replace(max_epochs=6), resume=RunDir.open(folder), extra_callbacks=[InterruptAt(4)])
+    assert fit.main(["--resume", str(folder), "--max-epochs", "6", "--no-progress"]) == 0
+    s = RunSummary.read(folder)
+    assert s.status == "completed" and s.epochs_run == 6
+    assert len(_sessions(folder)) == 1
+    acc = _events(folder)
+    for tag in ("train/loss", "val/loss", "val/acc", "weights/layer0_mean_abs"):
+        assert _steps(acc, tag) == [1, 2, 3, 4, 5, 6], tag  # continued, no epoch logged twice
+    assert np.allclose([e.value for e in sorted(acc.Scalars("val/loss"), key=lambda e: e.step)],
+                       s.history["val_loss"], rtol=1e-6)
+    assert "epoch" not in acc.Tags()["scalars"]
+    # the HParams metrics end at the finished run's values; hparams.yaml follows the new --max-epochs
+    assert acc.Scalars("hp/best_val_loss")[-1].value == pytest.approx(s.best_val_loss, rel=1e-6)
+    hparams = yaml.safe_load((folder / "hparams.yaml").read_text())
+    assert hparams == yaml.safe_load((folder / "config.yaml").read_text()) == s.config
+    assert hparams["max_epochs"] == 6
+
+
+def test_sweep_trials_and_the_refit_log_the_searched_settings_as_hparams(quick, monkeypatch, tmp_path):
+    from lit_regularize.sweep import objective as objective_mod, study as study_mod
+
+    space = {"weight_decay": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+             "batchnorm": {"type": "categorical", "choices": [True, False]}}
+    sweep = study_mod.Sweep(study_name="hpst", storage="unused", fixed={**quick, "max_epochs": 2}, space=space)
+    study = optuna.create_study()
+    sweep.record_or_check(study)
+    study.optimize(objective_mod.make_objective(sweep), n_trials=1)
+    (trial,) = study.trials
+    values = _hparam_values(_sessions(trial.user_attrs["run_dir"])[0])
+    assert set(values) == set(HPARAM_KEYS) | {"weight_decay"}  # weight_decay is not one of the usual columns
+    assert values["weight_decay"] == ("number_value", pytest.approx(trial.params["weight_decay"]))
+    assert values["batchnorm"] == ("bool_value", trial.params["batchnorm"])
+    names = {m.name.tag for r in _hparams_records(trial.user_attrs["run_dir"]) if r.HasField("experiment")
+             for m in r.experiment.metric_infos}
+    assert names == {"hp/best_val_loss", "hp/best_val_acc"}  # a trial never sees the test set
+    refit = study_mod.refit_best(study)
+    refit_values = _hparam_values(_sessions(refit["run_dir"])[0])
+    assert set(refit_values) == set(values)  # the refit's row has the trials' columns
+    assert "hp/test_acc_best" in _events(refit["run_dir"]).Tags()["scalars"]
 
 
 def test_every_run_logs_weight_histograms_and_exact_sparsity(quick):

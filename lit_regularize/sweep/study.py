@@ -166,11 +166,14 @@ def refit_best(study: optuna.Study, mode: str = "holdout") -> dict[str, Any]:
     cfg = make_config(best.user_attrs["config"], source=f"trial {best.number}")
     name = f"{study.study_name}/refit_trial_{best.number:04d}"
     epochs = int(best.user_attrs["best_epoch"])
+    # the refit's HParams row has the trials' columns: the experiment's settings plus what the study searched
+    noted = study.user_attrs.get("space")
+    searched = [p.name for p in parse_space(noted) if p.searched] if noted else list(best.params)
     if mode == "all" or cfg.kfold >= 2:
-        summary = run(refit_config(cfg, epochs, name))
+        summary = run(refit_config(cfg, epochs, name), hparam_keys=searched)
         which = "last"
     else:
-        summary = run(cfg.replace(name=name))
+        summary = run(cfg.replace(name=name), hparam_keys=searched)
         which = "best"
     test = (summary.test or {})[which]
     result = {"trial": best.number, "mode": mode, "epochs": summary.epochs_run, "run_dir": str(summary.run_dir),
