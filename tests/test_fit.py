@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,36 @@ def test_fit_writes_checkpoint_tensorboard_and_complete_summary(quick, capsys):
     assert (run_dir / "config.yaml").is_file() and (run_dir / "split.npz").is_file()
     out = capsys.readouterr().out
     assert "test (best weights)" in out and "test (last weights)" in out
+
+
+def test_progress_bars_count_epochs_from_1_and_name_the_tested_weights(quick, capsys):
+    run(make_config({**quick, "progress": True, "max_epochs": 2, "early_stopping": False, "name": "bars"}))
+    out = capsys.readouterr().out
+    states = [s.strip() for s in out.replace("\r", "\n").splitlines() if s.strip()]
+    assert any(s.startswith("Epoch 1/2") for s in states) and any(s.startswith("Epoch 2/2") for s in states)
+    assert not [s for s in states if re.match(r"Epoch \d+:", s)]  # Lightning's 0-based text, not even once
+    tests = [s for s in states if s.startswith("test")]
+    assert {s.split(":")[0] for s in tests} == {"test (best weights)", "test (last weights)"}
+    assert "Testing" not in out and "v_num" not in out
+    assert not [s for s in tests if "DataLoader" in s]
+
+
+def test_summary_paths_are_relative_to_the_run_folder_and_survive_a_move(quick, tmp_path):
+    s = run(make_config({**quick, "name": "rel"}))
+    moved = tmp_path / "moved"
+    Path(s.log_dir).rename(moved)
+    saved = json.loads((moved / "summary.json").read_text())
+    saved.pop("config")  # the settings it was run with (data_dir, logdir) are not paths of the folder
+
+    def strings(v):
+        if isinstance(v, dict):
+            return [x for k in v.values() for x in strings(k)]
+        if isinstance(v, list):
+            return [x for k in v for x in strings(k)]
+        return [v] if isinstance(v, str) else []
+    assert not [v for v in strings(saved) if Path(v).is_absolute() or str(tmp_path) in v]
+    assert saved["best_checkpoint"] == f"checkpoints/best-epoch{saved['best_epoch']:03d}.ckpt"
+    assert (moved / saved["best_checkpoint"]).is_file() and (moved / saved["last_checkpoint"]).is_file()
 
 
 def test_best_checkpoint_is_the_epoch_with_lowest_val_loss(quick):
