@@ -109,10 +109,29 @@ class RunDir:
         """The checkpoint of `epoch` (1-based); other best-* files (left by a resume) are removed."""
         found = self.best_checkpoints()
         keep = found.get(epoch) if epoch is not None else None
+        if keep is None and epoch is not None:
+            keep = self._renamed_old_best(found, epoch)
+            found = self.best_checkpoints()
         for p in found.values():
             if p != keep:
                 p.unlink(missing_ok=True)
         return keep
+
+    def _renamed_old_best(self, found: dict[int, Path], epoch: int) -> Optional[Path]:
+        """A folder written before checkpoint names counted from 1 holds epoch 4's weights as best-epoch003.ckpt:
+        find the best-* file whose stored (0-based) epoch is `epoch` - 1 and give it its 1-based name."""
+        import torch
+
+        for p in found.values():
+            try:
+                stored = torch.load(p, map_location="cpu", weights_only=True).get("epoch")
+            except Exception:  # noqa: BLE001 - a damaged file is no candidate; keep_best removes it
+                continue
+            if stored is not None and int(stored) + 1 == epoch:
+                target = self.checkpoint_dir / f"best-epoch{epoch:03d}.ckpt"
+                p.replace(target)
+                return target
+        return None
 
     def rel(self, path: Optional[Path]) -> Optional[str]:
         """path relative to the run folder (what summary.json records)."""

@@ -78,6 +78,36 @@ def test_resume_after_a_new_best_reports_the_true_best_checkpoint(quick, scripte
     assert again.best_epoch == 4 and again.best_checkpoint == s.best_checkpoint and again.status == "completed"
 
 
+def test_an_old_run_folder_with_0_based_checkpoint_names_still_resumes_with_its_best_weights(quick,
+                                                                                            scripted_val_loss):
+    cfg = make_config(_over(quick, name="old"))
+    with pytest.raises(RunInterrupted):
+        run(cfg, extra_callbacks=[InterruptAt(2)])  # 2 epochs done, the best is epoch 2
+    rundir = RunDir.latest(cfg.logdir, "old")
+    ckpt_dir = rundir.checkpoint_dir
+    # what an older version wrote: the best file named by Lightning's 0-based epoch, absolute summary paths
+    (ckpt_dir / "best-epoch002.ckpt").rename(ckpt_dir / "best-epoch001.ckpt")
+    last = torch.load(ckpt_dir / "last.ckpt", weights_only=True)
+
+    def old_names(v):
+        if isinstance(v, dict):
+            return {old_names(k): old_names(x) for k, x in v.items()}
+        return v.replace("best-epoch002", "best-epoch001") if isinstance(v, str) else v
+    last["callbacks"] = old_names(last["callbacks"])
+    torch.save(last, ckpt_dir / "last.ckpt")
+    saved = json.loads((rundir.path / "summary.json").read_text())
+    saved.update(best_checkpoint=str(ckpt_dir / "best-epoch001.ckpt"), last_checkpoint=str(ckpt_dir / "last.ckpt"))
+    (rundir.path / "summary.json").write_text(json.dumps(saved))
+
+    assert fit.main(["--resume", str(rundir.path), "--max-epochs", "3", "--no-progress"]) == 0  # epoch 3 is worse
+    s = json.loads((rundir.path / "summary.json").read_text())
+    assert s["status"] == "completed" and s["best_epoch"] == 2
+    assert s["best_checkpoint"] == "checkpoints/best-epoch002.ckpt"  # kept, under its 1-based name
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == ["best-epoch002.ckpt", "last.ckpt"]
+    assert torch.load(ckpt_dir / "best-epoch002.ckpt", weights_only=True)["epoch"] + 1 == 2
+    assert s["test"]["best"] != s["test"]["last"]  # the best weights were tested, not the last ones again
+
+
 def test_resume_of_a_copied_folder_reads_and_writes_only_the_copy(quick, tmp_path, monkeypatch):
     cfg = make_config(_over(quick, name="orig", max_epochs=2))
     s = run(cfg)
