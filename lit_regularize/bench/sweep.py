@@ -22,6 +22,8 @@ from lit_regularize.errors import UserError
 DEFAULT_PEERS = Path("..") / "shared" / "bench" / "peers_sweep.py"
 # The peers' settings: IMDB holdout 15,000 / 9,996, batch 512, RMSprop, CPU, the shipped search space.
 SWEEP_ARGS = ["--val-size", "9996", "--batch-size", "512", "--accelerator", "cpu", "--gpus", "none"]
+# Output lines shown as progress: trial lines, results, problems (not Lightning's per-trial start-up chatter).
+SHOWN = ("trial ", "study ", "best trial", "{", "warning", "error", "Traceback")
 COLUMNS = [("variant", "variant", ""), ("workers", "workers", ""), ("n_trials", "trials", ""),
            ("pruned", "pruned", "{:g}"), ("epochs_trained", "epochs trained", "{:g}"),
            ("min_wall_s", "min wall s", "{:.1f}"), ("median_wall_s", "median wall s", "{:.1f}"),
@@ -38,13 +40,13 @@ def check(data_dir: str, peers_path: str) -> None:
 
 
 def _stream(cmd: Sequence[str], progress: Progress, prefix: str) -> list[str]:
-    """Run cmd, passing each output line to progress as it comes; its lines, or RuntimeError on failure."""
+    """Run cmd, passing its SHOWN lines to progress as they come; all its lines, or RuntimeError on failure."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     lines = []
     assert proc.stdout is not None
     for line in proc.stdout:
         lines.append(line.rstrip("\n"))
-        if line.strip():
+        if line.lstrip().startswith(SHOWN):
             progress(f"    {prefix}{line.rstrip()}")
     if proc.wait() != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}:\n" + "\n".join(lines[-20:]))
