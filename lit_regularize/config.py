@@ -121,7 +121,8 @@ class Config:
                               "training")
     seed: int = _f(7777, f"seed for weights, splits, subsets and batches (0..{SEED_MAX})", "training")
     deterministic: bool = _f(False, "torch deterministic algorithms (bit-reproducible resume)", "training")
-    histogram_every: int = _f(1, "log weight histograms every N epochs (0 = never)", "output", metavar="N")
+    histogram_every: int = _f(1, "log weight histograms every N epochs (0 = never; sweep trials: 0 unless given)",
+                              "output", metavar="N")
     # output and hardware
     logdir: str = _f("lightning_logs", "TensorBoard root folder", "output", metavar="DIR")
     name: Optional[str] = _f(None, "run name under --logdir (default: from the data and what differs)", "output")

@@ -135,8 +135,10 @@ def _run_dir(cfg: Config, resume: Optional[RunDir]) -> RunDir:
 
 def run(cfg: Config, extra_callbacks: Sequence[pl.Callback] = (), resume: Optional[RunDir] = None,
         datamodule: Optional[SplitDataModule] = None, evaluate_test: bool = True,
-        hparam_keys: Sequence[str] = ()) -> RunSummary:
+        hparam_keys: Sequence[str] = (), save_last: bool = True) -> RunSummary:
     """Fit cfg, test the best and last weights (unless evaluate_test is False), write summary.json; return it.
+
+    save_last=False writes no checkpoints/last.ckpt (the run cannot be resumed; its best checkpoint is kept).
 
     Bad input fails before any folder exists. Every way out (done, Ctrl-C, SIGTERM, a bug) leaves a summary.json
     whose status says which: completed, interrupted (RunInterrupted is raised) or failed (the error is re-raised).
@@ -152,7 +154,7 @@ def run(cfg: Config, extra_callbacks: Sequence[pl.Callback] = (), resume: Option
     logger = RunLogger(save_dir=str(rundir.path.parent), name="", version=rundir.path.name, default_hp_metric=False)
     logger.hparams.update(cfg.to_dict())  # hparams.yaml holds the resolved config
     callbacks = make_callbacks(rundir.checkpoint_dir, dm.has_validation, cfg.patience, cfg.early_stopping,
-                               cfg.progress, cfg.histogram_every) + list(extra_callbacks)
+                               cfg.progress, cfg.histogram_every, save_last) + list(extra_callbacks)
     trainer = make_trainer(logger, callbacks, cfg.max_epochs, cfg.accelerator, cfg.devices, cfg.strategy,
                            cfg.deterministic, cfg.progress)
     history_cb: History = callback(callbacks, History)
@@ -179,7 +181,7 @@ def run(cfg: Config, extra_callbacks: Sequence[pl.Callback] = (), resume: Option
             # every rank tests the same weights (DDP collectives); only rank 0 removes stale best-* files
             best = rundir.keep_best(summary.best_epoch) if zero else rundir.best_checkpoints().get(summary.best_epoch)
             summary.best_checkpoint = rundir.rel(best)
-            summary.last_checkpoint = rundir.rel(rundir.last_checkpoint)
+            summary.last_checkpoint = rundir.rel(rundir.last_checkpoint) if save_last else None
             if evaluate_test:
                 with signals.lightning():
                     summary.test = {"last": _test(trainer, model, dm, None, "test_last", summary.epochs_run)}

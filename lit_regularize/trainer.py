@@ -171,8 +171,9 @@ class ProgressBar(TQDMProgressBar):
 
 
 def make_callbacks(ckpt_dir: Path, validating: bool, patience: int, early_stopping: bool, progress: bool,
-                   histogram_every: int) -> list[pl.Callback]:
-    """History, checkpoints on the best val/loss and of the last epoch, early stopping, TensorBoard extras."""
+                   histogram_every: int, save_last: bool = True) -> list[pl.Callback]:
+    """History, checkpoints on the best val/loss and of the last epoch (unless save_last is False), early
+    stopping, TensorBoard extras."""
     callbacks: list[pl.Callback] = [History(), InterruptReason(), TensorBoardExtras(every=histogram_every)]
     if validating:
         # With --no-early-stopping the callback still ends a run whose val/loss turns NaN/inf.
@@ -188,8 +189,9 @@ def make_callbacks(ckpt_dir: Path, validating: bool, patience: int, early_stoppi
                                          mode="min", save_top_k=1, auto_insert_metric_name=False))
     # Lightning 2.6's save_last only writes when a top-k checkpoint was written in the same step, so last.ckpt
     # would lag at the best epoch; a monitor-less checkpoint named "last" is rewritten every epoch instead.
-    callbacks.append(EpochCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
-                                     enable_version_counter=False))
+    if save_last:
+        callbacks.append(EpochCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
+                                         enable_version_counter=False))
     if progress:
         callbacks.append(ProgressBar(refresh_rate=20))
     return callbacks
@@ -213,6 +215,8 @@ def make_trainer(logger: Any, callbacks: Sequence[pl.Callback], max_epochs: int,
         max_epochs=max_epochs, accelerator=accelerator, devices=parse_devices(devices), strategy=strategy,
         logger=logger, callbacks=list(callbacks), deterministic=deterministic, enable_progress_bar=progress,
         enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=50, plugins=[AtomicCheckpointIO()],
+        # without our checkpoints (a trial with nothing to validate) Lightning must not add its own default one
+        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
     )
 
 

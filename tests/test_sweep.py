@@ -588,3 +588,49 @@ def test_many_short_trials_from_four_processes_never_hit_a_locked_database(tmp_p
     study = load(url, "many")
     assert len(study.get_trials(states=(States.COMPLETE,))) == 200
     assert sorted(t.number for t in study.trials) == list(range(200))
+
+
+# -- per-trial costs (issue #14): no histograms or last.ckpt in trials unless asked, same results -------------
+
+def test_trials_skip_histograms_and_last_checkpoint_with_unchanged_results_and_the_refit_keeps_them(
+        tmp_path, quick, capsys, monkeypatch):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def histogram_steps(run_dir) -> list[int]:
+        acc = EventAccumulator(str(run_dir), size_guidance={"histograms": 0, "scalars": 0})
+        acc.Reload()
+        assert "val/loss" in acc.Tags()["scalars"]
+        return [e.step for e in acc.Histograms("weights/layer0")] if "weights/layer0" in acc.Tags()["histograms"] \
+            else []
+
+    monkeypatch.chdir(tmp_path)
+    space = write_space(tmp_path / "s.yaml", LR_SPACE)
+    args = [*flags(quick), "--space", str(space), "--n-trials", "2", "--pruner", "none"]
+    assert sweep_main([*args, "--study-name", "lean", "--refit-best"]) == 0
+    assert sweep_main([*args, "--study-name", "hist", "--histogram-every", "1"]) == 0
+    capsys.readouterr()
+    lean = load(storage.storage_url(None, "lean"), "lean")
+    hist = load(storage.storage_url(None, "hist"), "hist")
+    for t in lean.trials:
+        run_dir = Path(t.user_attrs["run_dir"])
+        assert histogram_steps(run_dir) == []  # sweep default: no weight histograms
+        assert not (run_dir / "checkpoints" / "last.ckpt").exists()  # trials are never resumed
+        s = RunSummary.read(run_dir)
+        assert s.last_checkpoint is None and s.best_checkpoint and s.path(s.best_checkpoint).is_file()
+        assert t.user_attrs["config"]["histogram_every"] == 0
+    assert "histogram_every" not in lean.user_attrs["fixed"]  # the study records what the user gave
+    assert histogram_steps(hist.trials[0].user_attrs["run_dir"]) == [1, 2, 3]  # --histogram-every is honoured
+    # same seed, same first params: skipping histograms and last.ckpt changes no result
+    assert hist.trials[0].params == lean.trials[0].params
+    assert hist.trials[0].value == pytest.approx(lean.trials[0].value, rel=1e-6)
+    assert hist.trials[0].user_attrs["val_curve"] == pytest.approx(lean.trials[0].user_attrs["val_curve"], rel=1e-6)
+    refit_dir = Path(lean.user_attrs["refit"]["run_dir"])
+    assert histogram_steps(refit_dir) == list(range(1, RunSummary.read(refit_dir).epochs_run + 1))  # a fit's default
+    assert (refit_dir / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_spare_cores_go_to_the_first_workers_and_cores_are_the_usable_ones(monkeypatch):
+    assert [p.threads for p in workers.placements(3, [], 4)] == [2, 1, 1]
+    assert [p.threads for p in workers.placements(2, [], 5)] == [3, 2]
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 3}, raising=False)
+    assert workers.usable_cpus() == 2  # the affinity mask (taskset, cpusets), not the host's core count

@@ -14,7 +14,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 import warnings
@@ -156,7 +155,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     gpus = workers.visible_gpus(args.gpus)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        where = workers.placements(args.workers or max(1, len(gpus)), gpus, os.cpu_count() or 1)
+        where = workers.placements(args.workers or max(1, len(gpus)), gpus, workers.usable_cpus())
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     if sweep.n_trials and sweep.n_trials > 0:

@@ -11,7 +11,7 @@ from typing import Any, Optional
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from lit_regularize.config import Config, flag, make_config
+from lit_regularize.config import FIELDS, Config, flag, make_config
 from lit_regularize.errors import ConfigError
 from lit_regularize.sweep.space import parse_space, space_difference
 from lit_regularize.sweep.storage import local_file, make_pruner, make_sampler, open_storage
@@ -164,6 +164,9 @@ def refit_best(study: optuna.Study, mode: str = "holdout") -> dict[str, Any]:
     if best is None:
         raise ConfigError(f"--refit-best: study {study.study_name} has no complete trial")
     cfg = make_config(best.user_attrs["config"], source=f"trial {best.number}")
+    if "histogram_every" not in (study.user_attrs.get("fixed") or {}):
+        # the refit is the study's final model, a fit like any other: fit's histogram default, not the trials' 0
+        cfg = cfg.replace(histogram_every=FIELDS["histogram_every"].default)
     name = f"{study.study_name}/refit_trial_{best.number:04d}"
     epochs = int(best.user_attrs["best_epoch"])
     # the refit's HParams row has the trials' columns: the experiment's settings plus what the study searched

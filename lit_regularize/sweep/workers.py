@@ -58,6 +58,15 @@ def visible_gpus(arg: Optional[str] = None) -> list[str]:
     return [str(i) for i in range(n)]
 
 
+def usable_cpus() -> int:
+    """Cores this process may run on: its affinity mask (taskset, cgroup cpusets), not os.cpu_count()'s host total,
+    which would give each worker more threads than it has cores (oversubscribed threads slow every worker)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
 def placements(n_workers: int, gpus: Sequence[str], n_cpus: int) -> list[Placement]:
     """One GPU per worker (round-robin if there are more workers than GPUs); CPU cores are split evenly.
 
@@ -68,8 +77,9 @@ def placements(n_workers: int, gpus: Sequence[str], n_cpus: int) -> list[Placeme
         warnings.warn(f"--workers {n_workers}: this machine has {n_cpus} CPU core(s) and no GPU; "
                       f"using {n_cpus} worker(s)", stacklevel=2)
         n_workers = n_cpus
-    threads = max(1, n_cpus // n_workers)
-    return [Placement(gpus[i % len(gpus)] if gpus else None, threads) for i in range(n_workers)]
+    # Spare cores go to the first workers (3 workers on 4 cores: 2, 1, 1) instead of idling; never 0 threads.
+    return [Placement(gpus[i % len(gpus)] if gpus else None,
+                      max(1, n_cpus // n_workers + (i < n_cpus % n_workers))) for i in range(n_workers)]
 
 
 # -- dead workers --------------------------------------------------------------------------------------------
@@ -255,7 +265,7 @@ def launch(sweep: Sweep, where: Sequence[Placement]) -> list[int]:
     return [p.returncode for p in procs]
 
 
-__all__ = ["Placement", "visible_gpus", "placements", "reap_dead_workers", "run_worker", "worker_command",
+__all__ = ["Placement", "usable_cpus", "visible_gpus", "placements", "reap_dead_workers", "run_worker", "worker_command",
            "start_worker", "stop_workers", "launch", "main"]
 
 if __name__ == "__main__":

@@ -1,0 +1,26 @@
+"""The bench's tables: each section's rows through the shared Markdown writer (lit_regularize.tables)."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from lit_regularize.bench import imdb, mnist, sweep
+from lit_regularize.tables import markdown
+
+TITLES = {"imdb": "IMDB: seconds per epoch (train + validation)",
+          "mnist": "Fashion-MNIST: seconds per training epoch",
+          "sweep": "Sweep throughput (study wall: first trial start to last trial end)"}
+COLUMNS = {"imdb": imdb.COLUMNS, "mnist": mnist.COLUMNS, "sweep": sweep.COLUMNS}
+
+
+def markdown_report(results: Mapping[str, Mapping[str, Any]], machine: str) -> str:
+    """One Markdown block: the machine line, then a titled table per section that ran."""
+    parts = [f"machine: {machine}"]
+    for name, result in results.items():
+        parts.append(f"### {TITLES[name]}\n\n{markdown(COLUMNS[name], result['rows'])}".rstrip())
+        if name == "imdb" and result.get("peak_rss_mb") is not None:
+            parts.append(f"peak RSS of lit-regularize fit on the full IMDB (train + val + test): "
+                         f"{result['peak_rss_mb']:.0f} MB")
+    return "\n\n".join(parts) + "\n"
+
+
+__all__ = ["markdown_report", "TITLES", "COLUMNS"]
