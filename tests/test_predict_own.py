@@ -191,7 +191,7 @@ def test_npz_csr_fit_sweep_predict(tmp_path, capsys, monkeypatch):
 
 def test_textdir_fit_sweep_predict(tmp_path, capsys, monkeypatch):
     root = write_textdir(tmp_path / "reviews", n=30, test=True, seed=1)
-    run_dir, best = fit_and_sweep(tmp_path, f"textdir:{root}", capsys, monkeypatch, ["--num-words", "12"])
+    run_dir, best = fit_and_sweep(tmp_path, f"textdir:{root}", capsys, monkeypatch, ["--num-words", "20"])
     new = tmp_path / "new"
     shutil.copytree(root / "test", new)  # the run's test split (test/<class>/*.txt), sorted as training sorted it
     ref = run_own_test_predictions(run_dir)
