@@ -19,6 +19,14 @@ run's data folder (or `word_index=`). Image inputs are prepared to look like the
   (a float array whose maximum is above 1 is read as 0..255): used as they are (no inversion).
 
 Then pixels are normalized as in training, (x / 255 - mean) / std with the dataset's mean and std.
+
+Runs on the user's own data (--data KIND:PATH) predict from files of the training kind (CSV, npz, .txt files or
+image files, or folders of them), encoded with what the run folder saved at training time (classes.json,
+preprocessing.json, word_index.json, normalization.json; see `lit_regularize.data.predict_inputs`), never with the
+training data; results name the classes by the user's labels: {"probs", "label", "name"}.
+
+    p = load("lightning_logs/csv_churn_none/version_0")
+    p.predict(["new_customers.csv"])                         # [{"probs": [0.2, 0.8], "label": 1, "name": "yes"}, ...]
 """
 from __future__ import annotations
 
@@ -415,5 +423,6 @@ def n_outputs(model: nn.Module) -> int:
     return 2 if getattr(model, "binary", False) else int(last.out_features)
 
 
-__all__ = ["Predictor", "load", "input_size", "n_outputs", "is_own_data", "load_model", "find_checkpoint", "run_config", "prepare_image",
+__all__ = ["Predictor", "load", "input_size", "n_outputs", "is_own_data", "load_model", "find_checkpoint", "run_config",
+           "prepare_image",
            "read_image_file", "CLASS_NAMES", "FASHION_CLASSES"]

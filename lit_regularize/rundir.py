@@ -144,7 +144,8 @@ class RunDir:
             elif (self.path / SUMMARY).is_file():
                 cfg = json.loads((self.path / SUMMARY).read_text()).get("config")
             else:
-                raise UserError(f"{self.path}: no {CONFIG} or {SUMMARY}; is it a run folder (<logdir>/<name>/version_k)?")
+                raise UserError(f"{self.path}: no {CONFIG} or {SUMMARY}; "
+                                "is it a run folder (<logdir>/<name>/version_k)?")
         except (OSError, ValueError, AttributeError, yaml.YAMLError) as e:
             raise DataError(f"{self.path}: cannot read the run's config ({type(e).__name__})") from None
         if not isinstance(cfg, dict):

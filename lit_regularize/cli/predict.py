@@ -126,8 +126,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             shown += names
             datasets.append(ds)
         results = predictor.predict_datasets(datasets)
-    for s, r in zip(shown, results):
-        print(json.dumps({"input": s, **r}) if args.json else _plain(r, s))
+    try:
+        for s, r in zip(shown, results):
+            print(json.dumps({"input": s, **r}) if args.json else _plain(r, s))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `predict RUN big.csv | head`: the reader left; no traceback
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the interpreter's own flush at exit too
     return 0
 
 
