@@ -8,7 +8,6 @@ Then each predict-time bad input is one `error:` line with exit 2.
 """
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from pathlib import Path
