@@ -7,7 +7,12 @@ Input (float32, shape (N, input_size)):
   IMDB: multi-hot rows of width num_words, keras ids (1 start, 2 out-of-vocabulary, rank r -> r + 3);
         `lit_regularize.text.encode_texts` + `MultiHot.to_dense()` build them;
   MNIST / Fashion-MNIST: 784 pixels (row-major 28x28), normalized as in training: (x / 255 - mean) / std.
-Output: IMDB P(positive), shape (N,) (sigmoid); images softmax probabilities, shape (N, 10).
+  own data (--data KIND:PATH): the rows training used: csv standardized numbers then one-hot categories
+        (`<out>.json` copies the run's preprocessing.json), npz the features as given, textdir multi-hot rows
+        (the run's word_index.json), imagedir image_size^2 pixels normalized with the run's mean / std;
+        `Predictor.read` (lit_regularize.predict) builds them from files.
+Output: IMDB P(positive), shape (N,) (sigmoid); images softmax probabilities, shape (N, 10); own data P(class 1)
+(N,) for two classes, else softmax (N, C), classes named as in the run's classes.json.
 `<out>.json` beside the file records all of this.
 """
 from __future__ import annotations
@@ -23,7 +28,9 @@ import torch.nn as nn
 
 from lit_regularize.errors import UserError
 from lit_regularize.files import atomic_write, write_json
-from lit_regularize.predict import CLASS_NAMES, IMAGE_SIZE, find_checkpoint, load_model, run_config
+from lit_regularize.predict import (CLASS_NAMES, IMAGE_SIZE, find_checkpoint, input_size, is_own_data, load_model,
+                                    n_outputs, run_config)
+from lit_regularize.rundir import RunDir
 
 FORMATS = ("torchscript", "onnx")
 
@@ -51,12 +58,38 @@ def plain_network(model: nn.Module, binary: bool) -> nn.Sequential:
     return net
 
 
-def metadata(cfg: dict[str, Any], fmt: str, checkpoint: Path, input_size: int) -> dict[str, Any]:
+OWN_INPUTS = {
+    "csv": ("CSV rows: the numeric columns standardized, (x - mean) / std, then one 0/1 column per training "
+            "category (a category training lacked: all zeros); see preprocessing", "preprocessing.json"),
+    "npz": ("the npz's feature rows as given (no scaling)", None),
+    "textdir": ("multi-hot rows: 1.0 at every keras word id of the text (1 start, 2 OOV, rank r -> id r + 3, ids >= "
+                "num_words -> 2), ranks from the run folder's word_index.json", None),
+    "imagedir": ("image_size x image_size grayscale images (resized bilinearly), flattened row-major, normalized "
+                 "as (x / 255 - mean) / std", "normalization.json"),
+}
+
+
+def metadata(cfg: dict[str, Any], fmt: str, checkpoint: Path, input_size: int,
+             model: nn.Module | None = None) -> dict[str, Any]:
     """What a user of the exported file needs to build its input and read its output."""
     data = cfg["data"]
     meta: dict[str, Any] = {"format": fmt, "data": data, "checkpoint": str(checkpoint),
                             "input_size": input_size, "input_dtype": "float32"}
-    if data == "imdb":
+    if is_own_data(cfg):
+        rundir = RunDir(checkpoint.parent.parent)
+        kind = data.split(":", 1)[0]
+        text, artifact = OWN_INPUTS[kind]
+        binary = bool(getattr(model, "binary", False))
+        n = n_outputs(model) if model is not None else None
+        meta.update(input=text, normalization=None, num_words=cfg.get("num_words") if kind == "textdir" else None,
+                    class_names=rundir.read_artifact("classes.json"),
+                    output="sigmoid" if binary else "softmax", output_shape=["N"] if binary else ["N", n],
+                    output_meaning="P(class_names[1])" if binary else "class probabilities")
+        if artifact == "preprocessing.json":
+            meta["preprocessing"] = rundir.read_artifact(artifact)
+        elif artifact == "normalization.json":
+            meta["normalization"] = rundir.read_artifact(artifact)
+    elif data == "imdb":
         meta.update(input="multi-hot rows: 1.0 at every keras word id of the review (1 start, 2 OOV, "
                           "word rank r -> id r + 3, ids >= num_words -> 2)",
                     normalization=None, num_words=int(cfg["num_words"]),
@@ -90,10 +123,11 @@ def export(run_dir: str | os.PathLike, fmt: str, out: str | os.PathLike, last: b
     cfg = run_config(run_dir)
     ckpt = find_checkpoint(run_dir, last)
     model = load_model(ckpt)
-    binary = cfg["data"] == "imdb"
-    input_size = int(cfg["num_words"]) if binary else IMAGE_SIZE * IMAGE_SIZE
+    binary = bool(getattr(model, "binary", cfg["data"] == "imdb"))
+    width = input_size(model)
+    meta = metadata(cfg, fmt, ckpt, width, model)  # a missing artifact fails before anything is written
     net = plain_network(model, binary)
-    example = torch.zeros(2, input_size)
+    example = torch.zeros(2, width)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "torchscript":
@@ -109,7 +143,7 @@ def export(run_dir: str | os.PathLike, fmt: str, out: str | os.PathLike, last: b
                 os.replace(tmp, out)
             finally:
                 tmp.unlink(missing_ok=True)
-        write_json(Path(f"{out}.json"), metadata(cfg, fmt, ckpt, input_size))
+        write_json(Path(f"{out}.json"), meta)
     except OSError as e:
         raise UserError(f"--out {out}: cannot write ({e.strerror})") from None
     return out

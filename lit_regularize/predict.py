@@ -19,6 +19,14 @@ run's data folder (or `word_index=`). Image inputs are prepared to look like the
   (a float array whose maximum is above 1 is read as 0..255): used as they are (no inversion).
 
 Then pixels are normalized as in training, (x / 255 - mean) / std with the dataset's mean and std.
+
+Runs on the user's own data (--data KIND:PATH) predict from files of the training kind (CSV, npz, .txt files or
+image files, or folders of them), encoded with what the run folder saved at training time (classes.json,
+preprocessing.json, word_index.json, normalization.json; see `lit_regularize.data.predict_inputs`), never with the
+training data; results name the classes by the user's labels: {"probs", "label", "name"}.
+
+    p = load("lightning_logs/csv_churn_none/version_0")
+    p.predict(["new_customers.csv"])                         # [{"probs": [0.2, 0.8], "label": 1, "name": "yes"}, ...]
 """
 from __future__ import annotations
 
@@ -26,14 +34,15 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
-import yaml
 
+from lit_regularize.config import CUSTOM_KINDS
 from lit_regularize.errors import DataError, UserError
+from lit_regularize.rundir import RunDir
 from lit_regularize.text import WORD_INDEX_FILE, encode_texts, load_word_index
 
 # The datasets' class names (torchvision's FashionMNIST.classes); MNIST classes are the digits.
@@ -49,24 +58,21 @@ IDX_IMAGES_MAGIC = b"\x00\x00\x08\x03"
 # -- the run folder ---------------------------------------------------------------------------------------
 
 def run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """The run's resolved settings as a plain dict (config.yaml, else summary.json's config)."""
-    d = Path(run_dir)
+    """The run's resolved settings as a plain dict (RunDir.read_settings: config.yaml, else summary.json's)."""
+    d = Path(run_dir).expanduser()
     if not d.is_dir():
         raise UserError(f"run folder {d} not found")
-    try:
-        if (d / "config.yaml").is_file():
-            cfg = yaml.safe_load((d / "config.yaml").read_text())
-        elif (d / "summary.json").is_file():
-            cfg = json.loads((d / "summary.json").read_text()).get("config")
-        else:
-            raise UserError(f"{d}: no config.yaml or summary.json; "
-                            f"is it a run folder (<logdir>/<name>/version_k)?")
-    except (OSError, ValueError, yaml.YAMLError) as e:
-        raise DataError(f"{d}: cannot read the run's config ({type(e).__name__})") from None
-    if not isinstance(cfg, dict) or cfg.get("data") not in CLASS_NAMES:
-        name = cfg.get("data") if isinstance(cfg, dict) else None
-        raise DataError(f"{d}: the run's config names no known dataset (data: {name!r})")
+    cfg = RunDir(d).read_settings()
+    data = cfg.get("data")
+    if data not in CLASS_NAMES and not (isinstance(data, str) and data.split(":", 1)[0] in CUSTOM_KINDS
+                                        and ":" in data):
+        raise DataError(f"{d}: the run's config names no known dataset (data: {data!r})")
     return cfg
+
+
+def is_own_data(cfg: dict[str, Any]) -> bool:
+    """Whether a run's settings name the user's own data (--data KIND:PATH)."""
+    return cfg["data"] not in CLASS_NAMES
 
 
 def find_checkpoint(run_dir: str | os.PathLike, last: bool = False) -> Path:
@@ -127,6 +133,8 @@ def _model_from_run_config(path: Path) -> nn.Module:
     from lit_regularize.run import build_model
 
     cfg = run_config(path.parent.parent)
+    if is_own_data(cfg):
+        raise UserError("own-data checkpoints carry their hyperparameters; nothing to rebuild from config.yaml")
     n_features, n_classes = (cfg["num_words"], 2) if cfg["data"] == "imdb" else (IMAGE_SIZE * IMAGE_SIZE, 10)
     model = build_model(make_config(cfg), n_features, n_classes)
     state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
@@ -223,21 +231,27 @@ def read_image_file(path: str | os.PathLike, data: str = "mnist") -> np.ndarray:
 
 @dataclass
 class Predictor:
-    """A trained model in eval mode plus what it needs to encode raw inputs."""
+    """A trained model in eval mode plus what it needs to encode raw inputs.
+
+    Every input ends up in a Dataset of the kind training used (ImageDataset, MultiHotDataset, TableDataset, ...)
+    and goes through `predict_datasets`: one path for every dataset, built-in or the user's own.
+    """
 
     model: nn.Module
-    data: str  # imdb | mnist | fashion_mnist
+    data: str  # imdb | mnist | fashion_mnist, or an own-data kind: npz | csv | textdir | imagedir
     checkpoint: Path
     num_words: Optional[int] = None
     word_index_path: Optional[Path] = None
     mean: Optional[float] = None
     std: Optional[float] = None
     batch_size: int = BATCH_SIZE
+    names: Optional[tuple[str, ...]] = None  # own data: the class names saved with the run (classes.json)
+    reader: Optional[Callable[[str], tuple[list[str], Any]]] = field(default=None, repr=False)  # own data
     _word_index: Optional[dict[str, int]] = field(default=None, repr=False)
 
     @property
     def class_names(self) -> Optional[tuple[str, ...]]:
-        return CLASS_NAMES[self.data]
+        return CLASS_NAMES[self.data] if self.data in CLASS_NAMES else self.names
 
     @property
     def word_index(self) -> dict[str, int]:
@@ -279,43 +293,86 @@ class Predictor:
             return np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
         return np.concatenate(out)
 
+    def image_dataset(self, images: np.ndarray) -> Any:
+        """The training ImageDataset over (N, H, W) uint8 images: (x / 255 - mean) / std per batch."""
+        from lit_regularize.data.mnist import ImageDataset
+
+        images = torch.from_numpy(np.ascontiguousarray(images))
+        return ImageDataset(images, torch.zeros(len(images), dtype=torch.long), None, self.mean, self.std)
+
     def normalize(self, images: np.ndarray) -> torch.Tensor:
         """(N, 784) float32 (x / 255 - mean) / std, as the training batches (flattened)."""
-        x = torch.from_numpy(np.ascontiguousarray(images)).float().reshape(len(images), -1)
-        return (x / 255.0 - self.mean) / self.std
+        ds = self.image_dataset(images)
+        return ds.__getitems__(list(range(len(ds))))[0].reshape(len(ds), -1) if len(ds) else torch.zeros(0, 784)
+
+    def read(self, item: Any) -> tuple[list[str], Any]:
+        """One input (a path; for MNIST runs also an idx file, a PIL image or an array) as (a name per example,
+        a Dataset of the encoded examples). An idx file, CSV, npz or folder holds many examples."""
+        if self.reader is not None:
+            if not isinstance(item, (str, os.PathLike)):
+                raise UserError(f"{self.data} runs predict from file or folder paths, got {type(item).__name__}")
+            return self.reader(str(item))
+        if self.data == "imdb":
+            raise UserError("IMDB runs predict from review texts, not files (see predict --help)")
+        images = self.images([item])
+        shown = str(item) if isinstance(item, (str, os.PathLike)) else "input"
+        return ([shown] if len(images) == 1 else [f"{shown}[{i}]" for i in range(len(images))]), \
+            self.image_dataset(images)
 
     # -- prediction -------------------------------------------------------------------------------------
+    @property
+    def binary(self) -> bool:
+        """One logit (sigmoid) for a two-class run, else softmax over n_classes logits."""
+        return bool(getattr(self.model, "binary", self.data == "imdb"))
+
     @torch.no_grad()
-    def probabilities(self, batch: Any) -> torch.Tensor:
-        """Probabilities of an encoded batch: P(positive) (N,) for IMDB, softmax (N, 10) for images."""
+    def logits(self, batch: Any) -> torch.Tensor:
         self.model.eval()
-        logits = self.model(batch)
-        return torch.sigmoid(logits) if self.data == "imdb" else torch.softmax(logits, -1)
+        return self.model(batch)
+
+    def probabilities(self, batch: Any) -> torch.Tensor:
+        """Probabilities of an encoded batch: P(class 1) (N,) for two classes, softmax (N, C) otherwise."""
+        logits = self.logits(batch)
+        return torch.sigmoid(logits) if self.binary else torch.softmax(logits, -1)
+
+    def _results(self, logits: torch.Tensor) -> list[dict[str, Any]]:
+        """IMDB: {"prob", "label"}; other runs: {"probs", "label", "name"} (name: the class name, if any)."""
+        if self.binary:
+            probs = torch.sigmoid(logits).tolist()
+            labels = (logits > 0).long().tolist()  # the training metric's rule (prob > 0.5 can round to 0.5)
+            if self.data == "imdb":
+                return [{"prob": float(p), "label": k} for p, k in zip(probs, labels)]
+            rows = [[1.0 - p, p] for p in probs]
+        else:
+            rows = torch.softmax(logits, -1).tolist()
+            labels = logits.argmax(-1).tolist()
+        names = self.class_names
+        return [{"probs": r, "label": k, **({"name": names[k]} if names else {})} for r, k in zip(rows, labels)]
+
+    def predict_datasets(self, datasets: Iterable[Any]) -> list[dict[str, Any]]:
+        """One result per example of every Dataset (as `read` gives), in order, in batches of batch_size."""
+        out: list[dict[str, Any]] = []
+        for ds in datasets:
+            for start in range(0, len(ds), self.batch_size):
+                x, _ = ds.__getitems__(list(range(start, min(start + self.batch_size, len(ds)))))
+                out += self._results(self.logits(x))
+        return out
 
     def predict(self, inputs: Any) -> list[dict[str, Any]]:
-        """One dict per input (an idx file counts as its images), computed in batches of batch_size."""
+        """One dict per input (an idx file, CSV, npz or folder counts as its examples), in batches of batch_size."""
         if isinstance(inputs, (str, os.PathLike, np.ndarray, torch.Tensor)) or hasattr(inputs, "mode"):
-            inputs = [inputs]  # one text / one image / one array (which may hold many images)
+            inputs = [inputs]  # one text / path / image / array (which may hold many images)
         inputs = list(inputs)
         if self.data == "imdb":
             return self._predict_texts(inputs)
-        return self._predict_images(self.images(inputs))
+        if self.reader is not None:
+            return self.predict_datasets([self.read(x)[1] for x in inputs])
+        return self.predict_datasets([self.image_dataset(self.images(inputs))])
 
     def _predict_texts(self, texts: list) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for start in range(0, len(texts), self.batch_size):
-            probs = self.probabilities(self.encode_texts(texts[start:start + self.batch_size]))
-            out += [{"prob": float(p), "label": int(p > 0.5)} for p in probs.tolist()]
-        return out
-
-    def _predict_images(self, images: np.ndarray) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        names = self.class_names
-        for start in range(0, len(images), self.batch_size):
-            probs = self.probabilities(self.normalize(images[start:start + self.batch_size]))
-            for row in probs.tolist():
-                k = int(np.argmax(row))
-                out.append({"probs": row, "label": k, **({"name": names[k]} if names else {})})
+            out += self._results(self.logits(self.encode_texts(texts[start:start + self.batch_size])))
         return out
 
 
@@ -328,11 +385,21 @@ def default_word_index_path(cfg: dict[str, Any], data_dir: Optional[str | os.Pat
 
 def load(run_dir: str | os.PathLike, last: bool = False, word_index: Optional[str | os.PathLike] = None,
          data_dir: Optional[str | os.PathLike] = None, batch_size: int = BATCH_SIZE) -> Predictor:
-    """A Predictor for a run folder's best (or last) checkpoint; IMDB runs also load their word index."""
+    """A Predictor for a run folder's best (or last) checkpoint; IMDB runs also load their word index, own-data
+    runs what their run folder saved to encode new inputs (data.predict_inputs)."""
     cfg = run_config(run_dir)
     ckpt = find_checkpoint(run_dir, last)
     model = load_model(ckpt)
     data = cfg["data"]
+    if is_own_data(cfg):
+        from lit_regularize.data.predict_inputs import reader
+
+        read, names = reader(RunDir(Path(run_dir).expanduser()), cfg, input_size(model))
+        if len(names) != n_outputs(model):
+            raise DataError(f"{run_dir}: classes.json names {len(names)} classes but the model has "
+                            f"{n_outputs(model)}")
+        return Predictor(model, data.split(":", 1)[0], ckpt, num_words=cfg.get("num_words"), batch_size=batch_size,
+                         names=tuple(names), reader=read)
     if data == "imdb":
         path = Path(word_index) if word_index else default_word_index_path(cfg, data_dir)
         p = Predictor(model, data, ckpt, num_words=int(cfg["num_words"]), word_index_path=path,
@@ -345,5 +412,17 @@ def load(run_dir: str | os.PathLike, last: bool = False, word_index: Optional[st
     return Predictor(model, data, ckpt, mean=mean, std=std, batch_size=batch_size)
 
 
-__all__ = ["Predictor", "load", "load_model", "find_checkpoint", "run_config", "prepare_image",
+def input_size(model: nn.Module) -> int:
+    """The width of the model's input rows (its first Linear layer's in_features)."""
+    return int(next(m for m in model.modules() if isinstance(m, nn.Linear)).in_features)
+
+
+def n_outputs(model: nn.Module) -> int:
+    """The number of classes the model tells apart (2 for a one-logit binary model)."""
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    return 2 if getattr(model, "binary", False) else int(last.out_features)
+
+
+__all__ = ["Predictor", "load", "input_size", "n_outputs", "is_own_data", "load_model", "find_checkpoint", "run_config",
+           "prepare_image",
            "read_image_file", "CLASS_NAMES", "FASHION_CLASSES"]

@@ -17,17 +17,24 @@ from lit_regularize.errors import UserError
 PREVIEW = 60
 
 
-PREDICT_DOC = """Classify review texts (IMDB runs) or images (MNIST / Fashion-MNIST runs) with a trained run.
+PREDICT_DOC = """Classify review texts (IMDB runs), images (MNIST / Fashion-MNIST runs) or new data of the kind
+an own-data run (--data KIND:PATH) trained on, with a trained run.
 
-Inputs come from the arguments, else --file, else standard input (one review or image path per line).
+Inputs come from the arguments, else --file, else standard input (one review or path per line).
 IMDB: one review per argument / line; a --file ending in .jsonl holds one JSON object per line with a
 "text" field. Images: PNG/JPEG/... files (grayscale, dark-on-light ones inverted, fitted to 28x28) or idx
-image files (every image in them). Output: one line per input, or one JSON object per line with --json.
+image files (every image in them). Own data, encoded with what the run folder saved at training time:
+csv: CSV files with the training feature columns (the label column is ignored); npz: .npz files with x (or
+x_indptr, x_indices, x_data, x_shape); textdir: .txt files or folders of them; imagedir: image files or folders
+of them. Output: one line per example (label, class name, probability, input; FILE[i] is row i of a file
+holding many), or one JSON object per line with --json.
 
 examples:
   predict lightning_logs/imdb_none/version_0 "A wonderful film." "Two hours I will never get back."
   predict lightning_logs/imdb_none/version_0 --file reviews.jsonl --json
   predict lightning_logs/fashion_mnist_none/version_0 shoe.png t10k-images-idx3-ubyte
+  predict lightning_logs/csv_churn_none/version_0 new_customers.csv
+  predict lightning_logs/textdir_reviews_none/version_0 new_reviews/ --json
 """
 
 
@@ -62,7 +69,7 @@ def _read_inputs(args: argparse.Namespace, is_text: bool) -> list[tuple[str, Any
         return out
     for n, line in enumerate(lines, 1):
         if not line.strip():
-            raise UserError(f"{where} line {n}: empty {'review' if is_text else 'image path'}")
+            raise UserError(f"{where} line {n}: empty {'review' if is_text else 'path'}")
     if not is_text:
         lines = [line.strip() for line in lines]
     return [(line, line) for line in lines]
@@ -84,9 +91,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = OneLineParser(prog="predict", description=PREDICT_DOC,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder: <logdir>/<name>/version_k")
-    parser.add_argument("inputs", nargs="*", metavar="INPUT", help="review texts, or image / idx file paths")
+    parser.add_argument("inputs", nargs="*", metavar="INPUT",
+                        help="review texts, or image / idx / CSV / npz / text file or folder paths")
     parser.add_argument("--file", metavar="F",
-                        help="inputs, one per line (.jsonl: objects with a 'text' field)")
+                        help="inputs, one per line (.jsonl: objects with a 'text' field, or 'path')")
     parser.add_argument("--last", action="store_true",
                         help="use checkpoints/last.ckpt instead of the best one")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -111,16 +119,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if is_text:
         shown = [s for s, _ in items]
         results = predictor.predict([x for _, x in items])
-    else:  # an idx file expands to its images: predict file by file to label each line
-        shown, results = [], []
-        images = [predictor.images([x]) for _, x in items]
-        for (s, _), imgs in zip(items, images):
-            shown += [s] if len(imgs) == 1 else [f"{s}[{i}]" for i in range(len(imgs))]
-        import numpy as np
+    else:  # an idx file, CSV, npz or folder expands to its examples, each named on its own line
+        shown, datasets = [], []
+        for _, x in items:
+            names, ds = predictor.read(x)
+            shown += names
+            datasets.append(ds)
+        results = predictor.predict_datasets(datasets)
+    try:
+        for s, r in zip(shown, results):
+            print(json.dumps({"input": s, **r}) if args.json else _plain(r, s))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `predict RUN big.csv | head`: the reader left; no traceback
+        import os
 
-        results = predictor.predict(np.concatenate(images)) if images else []
-    for s, r in zip(shown, results):
-        print(json.dumps({"input": s, **r}) if args.json else _plain(r, s))
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the interpreter's own flush at exit too
     return 0
 
 

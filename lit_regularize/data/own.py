@@ -118,17 +118,12 @@ def class_folders(root: Path, suffixes: tuple[str, ...], what: str) -> dict[str,
 def write_artifacts(dm: Any, folder: str | os.PathLike) -> list[Path]:
     """Write dm.artifacts() (DataModules without the method have none) as JSON files into a run folder.
 
-    The hook for run(): after `rundir.write_split(dm.split_record())`, `write_artifacts(dm, rundir.path)`.
+    The hook for run(): after `rundir.write_split(dm.split_record())`, `write_artifacts(dm, rundir.path)`;
+    `RunDir.read_artifact(name)` reads them back (predict).
     """
-    import json
+    from lit_regularize.rundir import RunDir
 
-    from lit_regularize.files import atomic_write
-
-    written = []
-    for name, content in (getattr(dm, "artifacts", dict)() or {}).items():
-        text = json.dumps(content, indent=1, ensure_ascii=False).encode("utf-8")
-        written.append(atomic_write(Path(folder) / name, lambda f, t=text: f.write(t)))
-    return written
+    return RunDir(Path(folder)).write_artifacts(getattr(dm, "artifacts", dict)() or {})
 
 
 class OwnData:
