@@ -50,7 +50,7 @@ def test_help_shows_the_defaults_the_presets_give():
 
 def test_help_imports_neither_torch_nor_lightning():
     code = ("import sys\nfrom lit_regularize.cli import main\n"
-            "for cmd in ('fit', 'compare', 'predict', 'export'):\n"
+            "for cmd in ('fit', 'compare', 'sweep', 'predict', 'export', 'bench'):\n"
             "    try:\n        main([cmd, '--help'])\n    except SystemExit:\n        pass\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'pytorch_lightning', 'lightning')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -103,12 +103,12 @@ def run_sections(a: argparse.Namespace, sections: Sequence[str], log: Any) -> di
 @guarded
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """lit-regularize bench."""
-    from lit_regularize.bench.common import machine
+    a = parser().parse_intermixed_args(argv)
+    sections = check(a)
+    from lit_regularize.bench.common import machine  # torch and Lightning only once the flags are known good
     from lit_regularize.bench.output import markdown_report
     from lit_regularize.run import quiet_lightning
 
-    a = parser().parse_intermixed_args(argv)
-    sections = check(a)
     quiet_lightning()
     log = (lambda s: print(s, file=sys.stderr, flush=True)) if a.json else (lambda s: print(s, flush=True))
     results = run_sections(a, sections, log)
