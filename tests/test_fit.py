@@ -125,3 +125,40 @@ def test_real_imdb_unregularized_net_overfits_like_the_notebooks(tmp_path):
     assert s["best_epoch"] <= 6
     assert s["history"]["val_loss"][-1] >= 1.5 * s["best_val_loss"]
     assert s["test"]["best"]["acc"] > s["test"]["last"]["acc"]
+
+
+# -- early stopping -------------------------------------------------------------------------------------------
+
+# val/loss by 1-based epoch: a new best at 2, a worse epoch 3 (wait 1), a new best at 4, then never better.
+EARLY_CURVE = [0.50, 0.40, 0.45, 0.30, 0.35, 0.36, 0.37, 0.38, 0.39, 0.40, 0.41, 0.42]
+
+
+@pytest.fixture
+def early_curve(monkeypatch):
+    """val/loss follows EARLY_CURVE by epoch (the real loss is still computed, then discarded)."""
+    from lit_regularize.model import RegularizedMLP
+
+    def on_validation_epoch_end(self):
+        self.val_loss.reset()
+        self.log("val/loss", EARLY_CURVE[self.current_epoch], prog_bar=True)
+        self.log("val/acc", self.val_acc.compute())
+        self.val_acc.reset()
+    monkeypatch.setattr(RegularizedMLP, "on_validation_epoch_end", on_validation_epoch_end)
+
+
+@pytest.mark.parametrize("patience, best, stopped", [(1, 2, 3), (2, 4, 6), (3, 4, 7)])
+def test_early_stopping_stops_patience_epochs_after_the_best(quick, early_curve, patience, best, stopped):
+    """Stops after `patience` epochs without a new best (a new best resets the count), not at max_epochs."""
+    assert fit.main(flags({**quick, "max_epochs": len(EARLY_CURVE), "patience": patience,
+                           "name": f"es{patience}"})) == 0
+    s = json.loads((Path(quick["logdir"]) / f"es{patience}" / "version_0" / "summary.json").read_text())
+    assert s["stop_reason"] == "early_stopping" and s["status"] == "completed"
+    assert s["best_epoch"] == best and s["epochs_run"] == stopped == best + patience
+    assert s["history"]["epoch"] == list(range(1, stopped + 1))
+    assert s["history"]["val_loss"] == pytest.approx(EARLY_CURVE[:stopped])
+    assert s["best_checkpoint"] == f"checkpoints/best-epoch{best:03d}.ckpt"
+
+
+def test_no_early_stopping_runs_every_epoch(quick, early_curve):
+    s = run(make_config({**quick, "max_epochs": 8, "patience": 1, "early_stopping": False, "name": "no_es"}))
+    assert s["stop_reason"] == "max_epochs" and s["epochs_run"] == 8 and s["best_epoch"] == 4
