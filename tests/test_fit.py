@@ -162,3 +162,35 @@ def test_early_stopping_stops_patience_epochs_after_the_best(quick, early_curve,
 def test_no_early_stopping_runs_every_epoch(quick, early_curve):
     s = run(make_config({**quick, "max_epochs": 8, "patience": 1, "early_stopping": False, "name": "no_es"}))
     assert s["stop_reason"] == "max_epochs" and s["epochs_run"] == 8 and s["best_epoch"] == 4
+
+
+# -- flags that must reach the data module ----------------------------------------------------------------
+
+@pytest.mark.parametrize("hflip", [True, False], ids=["hflip", "no-hflip"])
+def test_hflip_reaches_the_training_augmentation(mnist_dir, tmp_path, monkeypatch, hflip):
+    """fit --augment [--hflip] on MNIST: the config records the flag and training batches are flipped (about half
+    of them) exactly when it is given."""
+    from lit_regularize.data import augment
+
+    draws = []
+    sample = augment.sample_params
+
+    def spy(*args, **kwargs):
+        params = sample(*args, **kwargs)
+        draws.append((kwargs.get("hflip"), params.flip.clone()))
+        return params
+    monkeypatch.setattr(augment, "sample_params", spy)
+    over = {"data": "mnist", "data_dir": str(mnist_dir), "n_per_class": 10, "val_size": 50, "hidden": 16,
+            "max_epochs": 2, "augment": True, "hflip": hflip, "logdir": str(tmp_path / "logs"), "progress": False,
+            "accelerator": "cpu", "name": "flip"}
+    assert fit.main(flags(over)) == 0
+    run_dir = tmp_path / "logs" / "flip" / "version_0"
+    assert json.loads((run_dir / "summary.json").read_text())["config"]["hflip"] is hflip
+    assert ("hflip: true" if hflip else "hflip: false") in (run_dir / "config.yaml").read_text()
+    assert len(draws) >= 2 * math.ceil(100 / 32)  # every training batch of both epochs was augmented
+    assert all(flag is hflip for flag, _ in draws)
+    flips = torch.cat([f for _, f in draws])
+    if hflip:
+        assert 0.3 < flips.float().mean() < 0.7
+    else:
+        assert not flips.any()
