@@ -194,3 +194,24 @@ def test_hflip_reaches_the_training_augmentation(mnist_dir, tmp_path, monkeypatc
         assert 0.3 < flips.float().mean() < 0.7
     else:
         assert not flips.any()
+
+
+def test_val_on_test_validates_on_exactly_the_test_set(quick, capsys):
+    """fit --val-on-test (the notebooks that validated on the test set): every training example trains, none is
+    held out, and val/* of an epoch are the test scores of that epoch's weights."""
+    over = {**quick, "val_on_test": True, "early_stopping": False, "max_epochs": 4, "lr": 0.01, "name": "vot"}
+    assert fit.main(flags(over)) == 0
+    run_dir = Path(quick["logdir"]) / "vot" / "version_0"
+    s = json.loads((run_dir / "summary.json").read_text())
+    assert s["config"]["val_on_test"] is True and "val_on_test: true" in (run_dir / "config.yaml").read_text()
+    import numpy as np
+
+    with np.load(run_dir / "split.npz") as split:
+        assert sorted(split["train_idx"].tolist()) == list(range(240)) and len(split["val_idx"]) == 0
+        assert bool(split["val_is_test"])
+    h = s["history"]
+    assert len(set(h["val_loss"])) == 4  # the weights changed every epoch
+    assert s["test"]["last"]["loss"] == pytest.approx(h["val_loss"][-1], rel=1e-6)
+    assert s["test"]["last"]["acc"] == pytest.approx(h["val_acc"][-1], abs=1e-9)
+    assert s["test"]["best"]["loss"] == pytest.approx(s["best_val_loss"], rel=1e-6)
+    assert s["test"]["best"]["loss"] == pytest.approx(min(h["val_loss"]), rel=1e-6)
