@@ -21,6 +21,7 @@ from lit_regularize.config import Config, make_config
 from lit_regularize.errors import RunInterrupted, UserError
 from lit_regularize.summary import RunSummary
 from lit_regularize.sweep.space import parse_space, suggest
+from lit_regularize.sweep.storage import already_requeued
 from lit_regularize.sweep.study import Sweep
 
 
@@ -167,18 +168,20 @@ def make_objective(sweep: Sweep) -> Callable[[optuna.Trial], float]:
     searched = [p.name for p in space if p.searched]
 
     def objective(trial: optuna.Trial) -> float:
-        trial.set_user_attr("worker", worker_id())
-        params = suggest(trial, space)
-        cfg = trial_config(sweep, params, trial.number)
-        trial.set_user_attr("config", cfg.to_dict())
-        trial.set_user_attr("seed", cfg.seed)
-        try:
+        try:  # a Ctrl-C anywhere in the trial, also while it records its worker and params, queues it again
+            trial.set_user_attr("worker", worker_id())
+            params = suggest(trial, space)
+            cfg = trial_config(sweep, params, trial.number)
+            trial.set_user_attr("config", cfg.to_dict())
+            trial.set_user_attr("seed", cfg.seed)
             if STOP.is_set():
                 raise KeyboardInterrupt
             return (_kfold if cfg.kfold >= 2 else _holdout)(trial, cfg, searched)
         except (RunInterrupted, KeyboardInterrupt, SystemExit) as e:
-            # Ctrl-C / SIGTERM: queue the same params again so the next invocation re-runs this trial first.
-            trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+            # Ctrl-C / SIGTERM: queue the same params again so the next invocation re-runs this trial first
+            # (once: another process may have found this trial stale and queued it already).
+            if not already_requeued(trial.study, trial.number):
+                trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
             if isinstance(e, SystemExit):  # Lightning's sys.exit(1) on Ctrl-C: Optuna marks the trial failed
                 raise KeyboardInterrupt from None
             raise
