@@ -28,6 +28,10 @@ from lit_regularize.sweep.study import Sweep
 # Set by a worker's SIGTERM handler outside run() (e.g. its sweep process died): the trial is interrupted at the next
 # safe point (the objective's start, a training epoch's start) instead of inside a storage transaction.
 STOP = threading.Event()
+# Set while a worker is inside a trial's body: only then does its Ctrl-C raise (workers._on_int_worker). Raised
+# anywhere else it would land in Optuna's bookkeeping, often at the objective's first instruction (where Python
+# delivers a signal that arrived during ask()), and fail the trial without queueing it again.
+IN_TRIAL = threading.Event()
 
 
 def machine_id() -> str:
@@ -169,6 +173,9 @@ def make_objective(sweep: Sweep) -> Callable[[optuna.Trial], float]:
 
     def objective(trial: optuna.Trial) -> float:
         try:  # a Ctrl-C anywhere in the trial, also while it records its worker and params, queues it again
+            IN_TRIAL.set()
+            if STOP.is_set():  # Ctrl-C between trials: this one never starts
+                raise KeyboardInterrupt
             trial.set_user_attr("worker", worker_id())
             params = suggest(trial, space)
             cfg = trial_config(sweep, params, trial.number)
@@ -185,7 +192,9 @@ def make_objective(sweep: Sweep) -> Callable[[optuna.Trial], float]:
             if isinstance(e, SystemExit):  # Lightning's sys.exit(1) on Ctrl-C: Optuna marks the trial failed
                 raise KeyboardInterrupt from None
             raise
+        finally:
+            IN_TRIAL.clear()
     return objective
 
 
-__all__ = ["STOP", "PruningCallback", "trial_config", "make_objective", "machine_id", "worker_id"]
+__all__ = ["STOP", "IN_TRIAL", "PruningCallback", "trial_config", "make_objective", "machine_id", "worker_id"]
