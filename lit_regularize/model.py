@@ -100,10 +100,10 @@ class RegularizedMLP(pl.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, y = batch
         loss = self.data_loss(self(x), y)
-        self.train_loss.update(loss.detach(), weight=len(y))
+        _add_batch_mean(self.train_loss, loss.detach(), len(y))
         if self.l1 or self.l2:
             penalty = self.penalty()
-            self.train_penalty.update(penalty.detach(), weight=len(y))
+            _add_batch_mean(self.train_penalty, penalty.detach(), len(y))
             loss = loss + penalty
         return loss
 
@@ -125,7 +125,7 @@ class RegularizedMLP(pl.LightningModule):
     def _eval_step(self, batch: Any, loss_metric: torchmetrics.Metric, acc: torchmetrics.Metric) -> None:
         x, y = batch
         logits = self(x)
-        loss_metric.update(self.data_loss(logits, y), weight=len(y))
+        _add_batch_mean(loss_metric, self.data_loss(logits, y), len(y))
         acc.update(self._preds(logits), y.long())
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
@@ -159,6 +159,14 @@ class RegularizedMLP(pl.LightningModule):
             with torch.no_grad():
                 for w in self._decayed():
                     w.mul_(1.0 - self.lr * self.weight_decay)
+
+
+def _add_batch_mean(metric: torchmetrics.MeanMetric, batch_mean: torch.Tensor, n: int) -> None:
+    """Add a batch's mean to an epoch mean over examples (a short last batch counts by its size).
+
+    The mean is entered once per example rather than with `weight=n`: with nan_strategy="disable" torchmetrics
+    (1.9) replaces the weights by ones, which made every epoch mean an unweighted mean of batch means."""
+    metric.update(batch_mean.expand(n))
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -84,7 +84,7 @@ def test_nan_loss_stops_training_and_keeps_the_best_finite_checkpoint(quick, nan
     saved = read_summary(s["log_dir"])
     assert saved["stop_reason"] == "non_finite_loss" and saved["epochs_run"] == 3
     curve = "val_loss" if val_size else "train_loss"
-    assert all(math.isfinite(v) for v in s["history"][curve][:2]) and math.isnan(s["history"][curve][2])
+    assert len(s["history"][curve]) == 3 and all(math.isfinite(v) for v in s["history"][curve][:2]) and math.isnan(s["history"][curve][2])
     assert saved["history"][curve][2] == "nan"
     if val_size:
         assert s["best_epoch"] in (1, 2) and s["best_val_loss"] == min(s["history"]["val_loss"][:2])
@@ -96,18 +96,34 @@ def test_nan_loss_stops_training_and_keeps_the_best_finite_checkpoint(quick, nan
     assert not finite_weights(Path(s["log_dir"]) / "checkpoints" / "last.ckpt")  # the NaN epoch itself
 
 
-def test_diverging_lr_stops_with_no_early_stopping(quick, capsys):
-    """A real divergence (SGD, absurd lr) rather than an injected NaN, through the CLI."""
-    assert fit.main(flags({**quick, "optimizer": "sgd", "lr": 1e20, "early_stopping": False, "max_epochs": 6,
+@pytest.fixture
+def lr_jumps_in_epoch_3(monkeypatch):
+    """SGD whose learning rate becomes absurd (1e20) from the third epoch: a real divergence (the weights blow up
+    through the updates, nothing is injected) that comes after two finite epochs."""
+    def configure_optimizers(self):
+        opt = torch.optim.SGD(self.parameters(), lr=self.lr)
+        jump = torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 1.0 if epoch < 2 else 1e20 / self.lr)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": jump, "interval": "epoch"}}
+    monkeypatch.setattr(RegularizedMLP, "configure_optimizers", configure_optimizers)
+
+
+def test_diverging_lr_stops_with_no_early_stopping(quick, lr_jumps_in_epoch_3, capsys):
+    """Through the CLI: the run stops in the epoch that diverged and keeps the best of the finite epochs."""
+    assert fit.main(flags({**quick, "optimizer": "sgd", "lr": 0.01, "early_stopping": False, "max_epochs": 6,
                            "name": "diverge"})) == 0
-    s = read_summary(Path(quick["logdir"]) / "diverge" / "version_0")
-    assert s["stop_reason"] == "non_finite_loss" and s["epochs_run"] < 6
+    run_dir = Path(quick["logdir"]) / "diverge" / "version_0"
+    s = read_summary(run_dir)
+    assert s["stop_reason"] == "non_finite_loss" and s["epochs_run"] == 3
     losses = [float(v) for v in s["history"]["val_loss"]]
-    assert not math.isfinite(losses[-1]) and all(math.isfinite(v) for v in losses[:-1])
-    if s["best_checkpoint"] is not None:
-        assert finite_weights(Path(quick["logdir"]) / "diverge" / "version_0" / s["best_checkpoint"])
-    else:
-        assert s["best_epoch"] is None
+    train = [float(v) for v in s["history"]["train_loss"]]
+    # not vacuous: two finite epochs before the divergence, so there is a finite best to keep
+    assert all(math.isfinite(v) for v in losses[:2] + train[:2])
+    assert not (math.isfinite(losses[2]) and math.isfinite(train[2]))
+    assert s["best_epoch"] in (1, 2) and s["best_val_loss"] == min(losses[:2])
+    best = run_dir / s["best_checkpoint"]
+    assert torch.load(best, weights_only=True, map_location="cpu")["epoch"] + 1 == s["best_epoch"]
+    assert finite_weights(best) and math.isfinite(s["test"]["best"]["loss"])
+    assert not finite_weights(run_dir / "checkpoints" / "last.ckpt")  # the diverged weights themselves
     assert "stopped by non_finite_loss" in capsys.readouterr().out
 
 

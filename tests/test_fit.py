@@ -156,3 +156,93 @@ def test_real_imdb_unregularized_net_overfits_like_the_notebooks(tmp_path):
     assert s["best_epoch"] <= 6
     assert s["history"]["val_loss"][-1] >= 1.5 * s["best_val_loss"]
     assert s["test"]["best"]["acc"] > s["test"]["last"]["acc"]
+
+
+# -- early stopping -------------------------------------------------------------------------------------------
+
+# val/loss by 1-based epoch: a new best at 2, a worse epoch 3 (wait 1), a new best at 4, then never better.
+EARLY_CURVE = [0.50, 0.40, 0.45, 0.30, 0.35, 0.36, 0.37, 0.38, 0.39, 0.40, 0.41, 0.42]
+
+
+@pytest.fixture
+def early_curve(monkeypatch):
+    """val/loss follows EARLY_CURVE by epoch (the real loss is still computed, then discarded)."""
+    from lit_regularize.model import RegularizedMLP
+
+    def on_validation_epoch_end(self):
+        self.val_loss.reset()
+        self.log("val/loss", EARLY_CURVE[self.current_epoch], prog_bar=True)
+        self.log("val/acc", self.val_acc.compute())
+        self.val_acc.reset()
+    monkeypatch.setattr(RegularizedMLP, "on_validation_epoch_end", on_validation_epoch_end)
+
+
+@pytest.mark.parametrize("patience, best, stopped", [(1, 2, 3), (2, 4, 6), (3, 4, 7)])
+def test_early_stopping_stops_patience_epochs_after_the_best(quick, early_curve, patience, best, stopped):
+    """Stops after `patience` epochs without a new best (a new best resets the count), not at max_epochs."""
+    assert fit.main(flags({**quick, "max_epochs": len(EARLY_CURVE), "patience": patience,
+                           "name": f"es{patience}"})) == 0
+    s = json.loads((Path(quick["logdir"]) / f"es{patience}" / "version_0" / "summary.json").read_text())
+    assert s["stop_reason"] == "early_stopping" and s["status"] == "completed"
+    assert s["best_epoch"] == best and s["epochs_run"] == stopped == best + patience
+    assert s["history"]["epoch"] == list(range(1, stopped + 1))
+    assert s["history"]["val_loss"] == pytest.approx(EARLY_CURVE[:stopped])
+    assert s["best_checkpoint"] == f"checkpoints/best-epoch{best:03d}.ckpt"
+
+
+def test_no_early_stopping_runs_every_epoch(quick, early_curve):
+    s = run(make_config({**quick, "max_epochs": 8, "patience": 1, "early_stopping": False, "name": "no_es"}))
+    assert s["stop_reason"] == "max_epochs" and s["epochs_run"] == 8 and s["best_epoch"] == 4
+
+
+# -- flags that must reach the data module ----------------------------------------------------------------
+
+@pytest.mark.parametrize("hflip", [True, False], ids=["hflip", "no-hflip"])
+def test_hflip_reaches_the_training_augmentation(mnist_dir, tmp_path, monkeypatch, hflip):
+    """fit --augment [--hflip] on MNIST: the config records the flag and training batches are flipped (about half
+    of them) exactly when it is given."""
+    from lit_regularize.data import augment
+
+    draws = []
+    sample = augment.sample_params
+
+    def spy(*args, **kwargs):
+        params = sample(*args, **kwargs)
+        draws.append((kwargs.get("hflip"), params.flip.clone()))
+        return params
+    monkeypatch.setattr(augment, "sample_params", spy)
+    over = {"data": "mnist", "data_dir": str(mnist_dir), "n_per_class": 10, "val_size": 50, "hidden": 16,
+            "max_epochs": 2, "augment": True, "hflip": hflip, "logdir": str(tmp_path / "logs"), "progress": False,
+            "accelerator": "cpu", "name": "flip"}
+    assert fit.main(flags(over)) == 0
+    run_dir = tmp_path / "logs" / "flip" / "version_0"
+    assert json.loads((run_dir / "summary.json").read_text())["config"]["hflip"] is hflip
+    assert ("hflip: true" if hflip else "hflip: false") in (run_dir / "config.yaml").read_text()
+    assert len(draws) >= 2 * math.ceil(100 / 32)  # every training batch of both epochs was augmented
+    assert all(flag is hflip for flag, _ in draws)
+    flips = torch.cat([f for _, f in draws])
+    if hflip:
+        assert 0.3 < flips.float().mean() < 0.7
+    else:
+        assert not flips.any()
+
+
+def test_val_on_test_validates_on_exactly_the_test_set(quick, capsys):
+    """fit --val-on-test (the notebooks that validated on the test set): every training example trains, none is
+    held out, and val/* of an epoch are the test scores of that epoch's weights."""
+    over = {**quick, "val_on_test": True, "early_stopping": False, "max_epochs": 4, "lr": 0.01, "name": "vot"}
+    assert fit.main(flags(over)) == 0
+    run_dir = Path(quick["logdir"]) / "vot" / "version_0"
+    s = json.loads((run_dir / "summary.json").read_text())
+    assert s["config"]["val_on_test"] is True and "val_on_test: true" in (run_dir / "config.yaml").read_text()
+    import numpy as np
+
+    with np.load(run_dir / "split.npz") as split:
+        assert sorted(split["train_idx"].tolist()) == list(range(240)) and len(split["val_idx"]) == 0
+        assert bool(split["val_is_test"])
+    h = s["history"]
+    assert len(set(h["val_loss"])) == 4  # the weights changed every epoch
+    assert s["test"]["last"]["loss"] == pytest.approx(h["val_loss"][-1], rel=1e-6)
+    assert s["test"]["last"]["acc"] == pytest.approx(h["val_acc"][-1], abs=1e-9)
+    assert s["test"]["best"]["loss"] == pytest.approx(s["best_val_loss"], rel=1e-6)
+    assert s["test"]["best"]["loss"] == pytest.approx(min(h["val_loss"]), rel=1e-6)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 import torch.nn as nn
 
@@ -74,11 +75,60 @@ def test_penalty_can_target_chosen_layers():
 
 def test_training_loss_adds_penalty_but_logs_data_loss():
     m = imdb_model(hidden=8, l2=0.01)
-    x = torch.randint(0, 2, (6, 10000)).float()
-    y = torch.tensor([0, 1, 0, 1, 1, 0])
-    m.log = lambda *a, **k: None
-    total = m.training_step((x, y), 0)
-    assert torch.isclose(total, m.data_loss(m(x), y) + m.penalty())
+    x = torch.randint(0, 2, (8, 10000)).float()
+    y = torch.tensor([0, 1, 0, 1, 1, 0, 1, 1])
+    m.on_train_epoch_start()
+    total = m.training_step((x[:6], y[:6]), 0)
+    assert torch.isclose(total, m.data_loss(m(x[:6]), y[:6]) + m.penalty())  # the optimizer minimizes both
+    m.training_step((x[6:], y[6:]), 1)  # a short last batch counts by its size
+    logged = {}
+    m.log = lambda name, value, *a, **k: logged.__setitem__(name, float(value))  # what Lightning receives
+    m.on_train_epoch_end()
+    assert logged["train/loss"] == pytest.approx(float(m.data_loss(m(x), y)), rel=1e-6)
+    assert logged["train/penalty"] == pytest.approx(float(m.penalty()), rel=1e-6)
+
+
+class DataLossMeter(pl.Callback):
+    """Each epoch's mean data loss and penalty, computed independently before every optimizer step."""
+
+    def __init__(self) -> None:
+        self.loss: list[float] = []
+        self.penalty: list[float] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._sums = [0.0, 0.0, 0]
+
+    @torch.no_grad()
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        x, y = batch
+        logits = pl_module(x)
+        self._sums[0] += float(nn.functional.binary_cross_entropy_with_logits(logits, y.float())) * len(y)
+        self._sums[1] += float(sum(pl_module.l2 * lin.weight.square().sum() for lin in pl_module.linears()[:-1])) * len(y)
+        self._sums[2] += len(y)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.loss.append(self._sums[0] / self._sums[2])
+        self.penalty.append(self._sums[1] / self._sums[2])
+
+
+def test_logged_train_loss_is_the_data_loss_of_a_real_run(quick):
+    """With a penalty several times the data loss, summary history and TensorBoard train/loss equal the
+    cross-entropy alone; train/penalty is the penalty (README: train/loss stays comparable with val/loss)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from lit_regularize.run import run
+
+    meter = DataLossMeter()
+    s = run(make_config({**quick, "l2": 2.0, "lr": 1e-3, "name": "data_loss"}), extra_callbacks=[meter])
+    h = s.history
+    assert min(meter.penalty) > 2 * max(meter.loss)  # a penalty in train/loss could not hide
+    assert h["train_loss"] == pytest.approx(meter.loss, rel=1e-5)
+    assert h["train_penalty"] == pytest.approx(meter.penalty, rel=1e-5)
+    acc = EventAccumulator(str(s.run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    for tag, expected in (("train/loss", meter.loss), ("train/penalty", meter.penalty)):
+        points = sorted((e.step, e.value) for e in acc.Scalars(tag))
+        assert [p[0] for p in points] == [1, 2, 3] and [p[1] for p in points] == pytest.approx(expected, rel=1e-5)
 
 
 def test_dropout_is_stochastic_in_train_and_deterministic_in_eval():

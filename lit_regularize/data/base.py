@@ -104,7 +104,10 @@ class SplitDataModule(pl.LightningDataModule):
 
     def split_record(self) -> dict[str, Any]:
         """Indices of the split, saved with a run so it can be reproduced."""
-        return {"train_idx": self.train_idx, "val_idx": self.val_idx}
+        record = {"train_idx": self.train_idx, "val_idx": self.val_idx}
+        if self.val_on_test:  # validation was the whole test set, not the (empty) val_idx of the training arrays
+            record["val_is_test"] = np.array(True)
+        return record
 
     def _loader(self, ds: Dataset, train: bool) -> DataLoader:
         bs = self.batch_size if train else max(self.batch_size, 2048)

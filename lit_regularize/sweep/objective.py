@@ -21,12 +21,17 @@ from lit_regularize.config import Config, make_config
 from lit_regularize.errors import RunInterrupted, UserError
 from lit_regularize.summary import RunSummary
 from lit_regularize.sweep.space import parse_space, suggest
+from lit_regularize.sweep.storage import already_requeued
 from lit_regularize.sweep.study import Sweep
 
 
 # Set by a worker's SIGTERM handler outside run() (e.g. its sweep process died): the trial is interrupted at the next
 # safe point (the objective's start, a training epoch's start) instead of inside a storage transaction.
 STOP = threading.Event()
+# Set while a worker is inside a trial's body: only then does its Ctrl-C raise (workers._on_int_worker). Raised
+# anywhere else it would land in Optuna's bookkeeping, often at the objective's first instruction (where Python
+# delivers a signal that arrived during ask()), and fail the trial without queueing it again.
+IN_TRIAL = threading.Event()
 
 
 def machine_id() -> str:
@@ -173,22 +178,30 @@ def make_objective(sweep: Sweep) -> Callable[[optuna.Trial], float]:
     searched = [p.name for p in space if p.searched]
 
     def objective(trial: optuna.Trial) -> float:
-        trial.set_user_attr("worker", worker_id())
-        params = suggest(trial, space)
-        cfg = trial_config(sweep, params, trial.number)
-        trial.set_user_attr("config", cfg.to_dict())
-        trial.set_user_attr("seed", cfg.seed)
-        try:
+        try:  # a Ctrl-C anywhere in the trial, also while it records its worker and params, queues it again
+            IN_TRIAL.set()
+            if STOP.is_set():  # Ctrl-C between trials: this one never starts
+                raise KeyboardInterrupt
+            trial.set_user_attr("worker", worker_id())
+            params = suggest(trial, space)
+            cfg = trial_config(sweep, params, trial.number)
+            trial.set_user_attr("config", cfg.to_dict())
+            trial.set_user_attr("seed", cfg.seed)
             if STOP.is_set():
                 raise KeyboardInterrupt
             return (_kfold if cfg.kfold >= 2 else _holdout)(trial, cfg, searched)
         except (RunInterrupted, KeyboardInterrupt, SystemExit) as e:
-            # Ctrl-C / SIGTERM: queue the same params again so the next invocation re-runs this trial first.
-            trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+            # Ctrl-C / SIGTERM: queue the same params again so the next invocation re-runs this trial first
+            # (once: another process may have found this trial stale and queued it already).
+            if not already_requeued(trial.study, trial.number):
+                trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
             if isinstance(e, SystemExit):  # Lightning's sys.exit(1) on Ctrl-C: Optuna marks the trial failed
                 raise KeyboardInterrupt from None
             raise
+        finally:
+            IN_TRIAL.clear()
     return objective
 
 
-__all__ = ["STOP", "TRIAL_DEFAULTS", "PruningCallback", "trial_config", "make_objective", "machine_id", "worker_id"]
+__all__ = ["STOP", "IN_TRIAL", "TRIAL_DEFAULTS", "PruningCallback", "trial_config", "make_objective", "machine_id",
+           "worker_id"]

@@ -67,12 +67,25 @@ def _with_driver(url: str) -> str:
         return f"postgresql+psycopg2://{rest}"
 
 
+def already_requeued(study: optuna.Study, number: int) -> bool:
+    """Whether a retry of trial `number` was queued already (by its own worker on Ctrl-C, or by another process
+    that found the trial's worker dead or its heartbeat stale)."""
+    return any(t.user_attrs.get("retry_of") == number for t in study.get_trials(deepcopy=False))
+
+
 class RetryTrial(RetryHeartbeatStaleTrialCallback):
-    """Optuna's retry of a failed trial (same params, WAITING), without the dead worker's id on the copy."""
+    """Optuna's retry of a failed trial (same params, WAITING), without the dead worker's id on the copy, marked
+    `retry_of` like the retry a worker queues on Ctrl-C, and at most one per failed trial.
+
+    Both matter when a Ctrl-C'd worker is slow to exit and gets killed, or its heartbeat goes stale: its trial is
+    then reaped here as well, after (or before) the worker queued its own retry."""
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if already_requeued(study, trial.number):
+            return
         trial = copy.deepcopy(trial)
-        trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k != "worker"}
+        trial.user_attrs = {**{k: v for k, v in trial.user_attrs.items() if k != "worker"},
+                            "retry_of": trial.number}
         super().__call__(study, trial)
 
 
@@ -190,6 +203,6 @@ def make_pruner(name: str, max_epochs: int, n_folds: int = 1,
     return BudgetPruner(inner, final_step=steps, n_startup_trials=n_startup_trials)
 
 
-__all__ = ["storage_url", "local_file", "shown_url", "open_storage", "fail_and_retry", "RetryTrial",
+__all__ = ["storage_url", "local_file", "shown_url", "open_storage", "fail_and_retry", "RetryTrial", "already_requeued",
            "make_sampler", "make_pruner", "BudgetPruner", "warmup_epochs", "SAMPLERS", "PRUNERS", "STUDY_DIR",
            "GRACE_FACTOR", "N_STARTUP_TRIALS"]

@@ -25,7 +25,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from lit_regularize.errors import ConfigError
-from lit_regularize.sweep.objective import STOP, machine_id, make_objective
+from lit_regularize.sweep.objective import IN_TRIAL, STOP, machine_id, make_objective
 from lit_regularize.sweep.storage import fail_and_retry
 from lit_regularize.sweep.study import Sweep, counted
 
@@ -180,12 +180,21 @@ def _on_term_worker(signum: int, frame: Any) -> None:
     STOP.set()
 
 
+def _on_int_worker(signum: int, frame: Any) -> None:
+    """A worker's Ctrl-C (forwarded by the launcher): KeyboardInterrupt inside a trial's body, where the objective
+    queues the trial again; elsewhere (Optuna's ask/tell, between trials) stop at the next trial's start."""
+    STOP.set()
+    if IN_TRIAL.is_set():
+        raise KeyboardInterrupt
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry of a worker process: python -m lit_regularize.sweep.workers SWEEP_JSON INDEX THREADS PARENT_PID."""
     from lit_regularize.errors import RunInterrupted, UserError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGTERM, _on_term_worker)
+    signal.signal(signal.SIGINT, _on_int_worker)
     if len(argv) > 3:
         _die_with_parent(int(argv[3]))
     sweep = Sweep(**json.loads(argv[0]))
