@@ -10,8 +10,8 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-HISTORY_KEYS = {"train_loss": "train/loss", "train_penalty": "train/penalty", "val_loss": "val/loss",
-                "val_acc": "val/acc"}
+HISTORY_KEYS = {"train_loss": "train/loss", "train_acc": "train/acc", "train_penalty": "train/penalty",
+                "val_loss": "val/loss", "val_acc": "val/acc"}
 
 
 def _value(metrics: dict[str, Any], key: str) -> float | None:
@@ -55,6 +55,9 @@ class History(pl.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = state_dict["history"]
+        n = len(self.history["epoch"])
+        for k in HISTORY_KEYS:  # checkpoints of older versions lack newer keys (train_acc): unknown for those epochs
+            self.history.setdefault(k, [None] * n)
         torch.set_rng_state(state_dict["torch_rng"])
         kind, keys, pos, has_gauss, gauss = state_dict["numpy_rng"]
         np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))

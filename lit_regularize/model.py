@@ -59,6 +59,8 @@ class RegularizedMLP(pl.LightningModule):
         task = {"task": "binary"} if self.binary else {"task": "multiclass", "num_classes": n_classes}
         self.val_acc = torchmetrics.Accuracy(**task)
         self.test_acc = torchmetrics.Accuracy(**task)
+        # Training accuracy as keras reports it (dropout active); validate_args off: ~65 µs a step instead of ~110.
+        self.train_acc = torchmetrics.Accuracy(**task, validate_args=False)
         self.val_loss = torchmetrics.MeanMetric(nan_strategy="disable")
         # nan_strategy "disable": a NaN loss must show as NaN (MeanMetric's default drops it), so runs stop on it.
         # Accumulated per step and logged once per epoch: self.log costs ~1 ms a call, a third of a small step.
@@ -99,8 +101,10 @@ class RegularizedMLP(pl.LightningModule):
     # -- steps ----------------------------------------------------------------------------------------
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, y = batch
-        loss = self.data_loss(self(x), y)
+        logits = self(x)
+        loss = self.data_loss(logits, y)
         _add_batch_mean(self.train_loss, loss.detach(), len(y))
+        self.train_acc.update(self._preds(logits.detach()), y.long())
         if self.l1 or self.l2:
             penalty = self.penalty()
             _add_batch_mean(self.train_penalty, penalty.detach(), len(y))
@@ -110,10 +114,11 @@ class RegularizedMLP(pl.LightningModule):
     def on_train_epoch_start(self) -> None:
         self.train_loss.reset()
         self.train_penalty.reset()
+        self.train_acc.reset()
 
     def train_epoch_metrics(self) -> dict[str, float]:
-        """This epoch's mean data loss (and penalty, when there is one) so far."""
-        out = {"train/loss": float(self.train_loss.compute())}
+        """This epoch's mean data loss, accuracy (and penalty, when there is one) so far."""
+        out = {"train/loss": float(self.train_loss.compute()), "train/acc": float(self.train_acc.compute())}
         if self.l1 or self.l2:
             out["train/penalty"] = float(self.train_penalty.compute())
         return out

@@ -166,6 +166,10 @@ def curves_figure(histories: Mapping[str, Sequence[Mapping[str, Sequence]]], tit
         if len(t_epochs) and np.any(np.isfinite(train)):
             ax_loss.plot(t_epochs, train, color=color, linestyle="--", linewidth=1.5, label=f"{label}: train loss",
                          marker="o" if len(t_epochs) == 1 else "None", markersize=3)  # one epoch: a dot
+        ta_epochs, train_acc, _ = curve_band([h.get("train_acc") or [] for h in runs])
+        if len(ta_epochs) and np.any(np.isfinite(train_acc)):
+            ax_acc.plot(ta_epochs, train_acc, color=color, linestyle="--", linewidth=1.5, label=f"{label}: train acc",
+                        marker="o" if len(ta_epochs) == 1 else "None", markersize=3)
         a_epochs, acc, acc_std = curve_band([h.get("val_acc") or [] for h in runs])
         if len(a_epochs) and np.any(np.isfinite(acc)):
             ax_acc.plot(a_epochs, acc, color=color, linestyle="-", marker="o", markersize=3, linewidth=1.8,
@@ -181,7 +185,7 @@ def curves_figure(histories: Mapping[str, Sequence[Mapping[str, Sequence]]], tit
     ax_loss.set_title("loss: training (dashed, data term) vs validation (solid)\n★ = best epoch (lowest val loss)"
                       + band, fontsize=10)
     ax_loss.set_ylabel("loss")
-    ax_acc.set_title("validation accuracy" + band, fontsize=10)
+    ax_acc.set_title("accuracy: training (dashed, dropout on) vs validation (solid)" + band, fontsize=10)
     ax_acc.set_ylabel("accuracy")
     ax_acc.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
     for ax in (ax_loss, ax_acc):
@@ -324,6 +328,10 @@ def fold_figure(folds: Sequence[Mapping[str, Sequence]], mean_val: Sequence[floa
         train = [_finite(v) for v in h.get("train_loss") or []]
         ax_loss.plot(range(1, len(train) + 1), train, color=color, alpha=0.75, linewidth=1.2, linestyle="--",
                      label=f"{label}: train loss")
+        train_acc = [_finite(v) for v in h.get("train_acc") or []]
+        if any(math.isfinite(v) for v in train_acc):
+            ax_acc.plot(range(1, len(train_acc) + 1), train_acc, color=color, alpha=0.75, linewidth=1.2,
+                        linestyle="--", label=f"{label}: train acc")
         acc = [_finite(v) for v in h.get("val_acc") or []]
         if acc:
             ax_acc.plot(range(1, len(acc) + 1), acc, color=color, alpha=0.75, linewidth=1.2,
@@ -342,7 +350,7 @@ def fold_figure(folds: Sequence[Mapping[str, Sequence]], mean_val: Sequence[floa
     ax_loss.set_title("loss per fold: training (dashed) vs validation (solid)")
     ax_acc.set_ylabel("accuracy")
     ax_acc.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
-    ax_acc.set_title("validation accuracy per fold")
+    ax_acc.set_title("accuracy per fold: training (dashed) vs validation (solid)")
     keys = [Line2D([], [], color="0.3", linestyle="-", label="validation"),
             Line2D([], [], color="0.3", linestyle="--", label="training (data term)"),
             Line2D([], [], color="k", linewidth=2.8, label="mean validation loss"),

@@ -11,7 +11,7 @@ from typing import Any, Optional
 from lit_regularize.files import read_json, write_json
 
 SUMMARY = "summary.json"
-HISTORY_KEYS = ("epoch", "epoch_time", "train_loss", "train_penalty", "val_loss", "val_acc")
+HISTORY_KEYS = ("epoch", "epoch_time", "train_loss", "train_acc", "train_penalty", "val_loss", "val_acc")
 
 
 def empty_history() -> dict[str, list]:

@@ -89,14 +89,15 @@ def test_training_loss_adds_penalty_but_logs_data_loss():
 
 
 class DataLossMeter(pl.Callback):
-    """Each epoch's mean data loss and penalty, computed independently before every optimizer step."""
+    """Each epoch's mean data loss, penalty and accuracy, computed independently before every optimizer step."""
 
     def __init__(self) -> None:
         self.loss: list[float] = []
         self.penalty: list[float] = []
+        self.acc: list[float] = []
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._sums = [0.0, 0.0, 0]
+        self._sums = [0.0, 0.0, 0, 0]
 
     @torch.no_grad()
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
@@ -105,10 +106,12 @@ class DataLossMeter(pl.Callback):
         self._sums[0] += float(nn.functional.binary_cross_entropy_with_logits(logits, y.float())) * len(y)
         self._sums[1] += float(sum(pl_module.l2 * lin.weight.square().sum() for lin in pl_module.linears()[:-1])) * len(y)
         self._sums[2] += len(y)
+        self._sums[3] += int(((logits > 0).long() == y).sum())
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self.loss.append(self._sums[0] / self._sums[2])
         self.penalty.append(self._sums[1] / self._sums[2])
+        self.acc.append(self._sums[3] / self._sums[2])
 
 
 def test_logged_train_loss_is_the_data_loss_of_a_real_run(quick):
@@ -124,9 +127,10 @@ def test_logged_train_loss_is_the_data_loss_of_a_real_run(quick):
     assert min(meter.penalty) > 2 * max(meter.loss)  # a penalty in train/loss could not hide
     assert h["train_loss"] == pytest.approx(meter.loss, rel=1e-5)
     assert h["train_penalty"] == pytest.approx(meter.penalty, rel=1e-5)
+    assert h["train_acc"] == pytest.approx(meter.acc, abs=1e-6)  # over examples, the weights of that step
     acc = EventAccumulator(str(s.run_dir), size_guidance={"scalars": 0})
     acc.Reload()
-    for tag, expected in (("train/loss", meter.loss), ("train/penalty", meter.penalty)):
+    for tag, expected in (("train/loss", meter.loss), ("train/penalty", meter.penalty), ("train/acc", meter.acc)):
         points = sorted((e.step, e.value) for e in acc.Scalars(tag))
         assert [p[0] for p in points] == [1, 2, 3] and [p[1] for p in points] == pytest.approx(expected, rel=1e-5)
 

@@ -22,7 +22,7 @@ def history(n: int, best: int, floor: float = 0.3, acc: float = 0.88, seed: int 
     val = floor + 0.004 * (e - best) ** 2 + 0.001 * rng.random(n)
     return {"epoch": e.tolist(), "train_loss": (0.7 * np.exp(-e / 3) + 0.02).tolist(), "val_loss": val.tolist(),
             "val_acc": (acc - 0.001 * (e - best) ** 2 + 0.001 * rng.random(n)).tolist(),
-            "train_penalty": [None] * n, "epoch_time": [0.5] * n}
+            "train_acc": (1.0 - 0.4 * np.exp(-e / 3)).tolist(), "train_penalty": [None] * n, "epoch_time": [0.5] * n}
 
 
 def stuck(n: int) -> dict:
@@ -49,6 +49,11 @@ def test_curves_plot_train_dashed_and_val_solid_in_one_colour_with_the_star_at_t
         a = acc["lines"][f"{label}: val acc"]
         assert np.array_equal(a["x"], epochs) and np.allclose(a["y"], h["val_acc"])
         assert a["linestyle"] == "-" and a["color"] == val["color"]
+        if "train_acc" in h:  # the accuracy gap: training dashed beside validation, same colour
+            ta = acc["lines"][f"{label}: train acc"]
+            assert np.allclose(ta["y"], h["train_acc"]) and ta["linestyle"] == "--" and ta["color"] == val["color"]
+        else:
+            assert f"{label}: train acc" not in acc["lines"]
     assert loss["lines"]["none: best epoch"]["x"].tolist() == [6]  # in the middle, not at the last epoch
     assert loss["lines"]["dropout: best epoch"]["x"].tolist() == [11]
     assert len({loss["lines"][f"{k}: val loss"]["color"] for k in runs}) == 3
@@ -162,6 +167,8 @@ def test_fold_figure_draws_each_fold_train_dashed_val_solid_and_the_chosen_epoch
         assert np.allclose(val["y"], h["val_loss"]) and np.allclose(train["y"], h["train_loss"])
         assert val["x"].tolist() == list(range(1, 13)) and val["linestyle"] == "-" and train["linestyle"] == "--"
         assert val["color"] == train["color"] == acc["lines"][f"fold {i}: val acc"]["color"]
+        assert np.allclose(acc["lines"][f"fold {i}: train acc"]["y"], h["train_acc"])
+        assert acc["lines"][f"fold {i}: train acc"]["linestyle"] == "--"
     assert np.allclose(loss["lines"]["mean val loss"]["y"], mean_val)
     assert loss["lines"]["mean val loss"]["color"] == to_hex("k")
     assert loss["vlines"] == acc["vlines"] == [chosen] and 1 < chosen < 12

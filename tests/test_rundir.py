@@ -237,3 +237,16 @@ def test_two_processes_started_together_get_different_version_folders(quick, tmp
     assert runs == ["version_0", "version_1", "version_2"]
     for r in runs:
         assert json.loads((Path(quick["logdir"]) / "race" / r / "summary.json").read_text())["status"] == "completed"
+
+
+def test_a_checkpoint_history_from_before_train_acc_resumes_with_the_epochs_it_lacks_unknown():
+    from lit_regularize.callbacks import HISTORY_KEYS, History
+
+    old = History()
+    state = old.state_dict()
+    state["history"] = {"epoch": [1, 2], "epoch_time": [0.1, 0.1], "train_loss": [0.6, 0.5],
+                        "train_penalty": [None, None], "val_loss": [0.65, 0.6], "val_acc": [0.6, 0.7]}
+    h = History()
+    h.load_state_dict(state)
+    assert set(HISTORY_KEYS) <= set(h.history) and h.history["train_acc"] == [None, None]
+    assert h.history["val_loss"] == [0.65, 0.6]

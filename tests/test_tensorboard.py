@@ -93,8 +93,8 @@ def test_per_epoch_scalars_share_the_1_based_epoch_axis_and_no_epoch_scalar_is_w
     acc = _events(s["log_dir"])
     tags = set(acc.Tags()["scalars"])
     per_epoch = {t for t in tags if t.split("/")[0] in ("train", "val", "weights")}
-    assert {"train/loss", "train/penalty", "val/loss", "val/acc", "weights/layer0_mean_abs",
-            "weights/layer0_near_zero", "weights/layer2_near_zero"} <= per_epoch  # (no train accuracy is computed)
+    assert {"train/loss", "train/acc", "train/penalty", "val/loss", "val/acc", "weights/layer0_mean_abs",
+            "weights/layer0_near_zero", "weights/layer2_near_zero"} <= per_epoch
     for tag in per_epoch:
         assert _steps(acc, tag) == [1, 2, 3], tag
     for tag in acc.Tags()["histograms"]:
@@ -103,8 +103,8 @@ def test_per_epoch_scalars_share_the_1_based_epoch_axis_and_no_epoch_scalar_is_w
     assert not {t for t in tags if t.startswith("test/")}
     # the points are the summary's history, epoch by epoch
     assert s.history["epoch"] == [1, 2, 3]
-    for tag, key in (("train/loss", "train_loss"), ("train/penalty", "train_penalty"), ("val/loss", "val_loss"),
-                     ("val/acc", "val_acc")):
+    for tag, key in (("train/loss", "train_loss"), ("train/acc", "train_acc"), ("train/penalty", "train_penalty"),
+                     ("val/loss", "val_loss"), ("val/acc", "val_acc")):
         assert np.allclose([e.value for e in sorted(acc.Scalars(tag), key=lambda e: e.step)], s.history[key],
                            rtol=1e-6), tag
 
