@@ -195,17 +195,13 @@ def run(cfg: Config, extra_callbacks: Sequence[pl.Callback] = (), resume: Option
                 logger.finalize("success")
                 summary.write()
         except BaseException as e:
-            reason = interrupt_cb.interrupted_by if interrupt_cb.interrupted_by in INTERRUPTS else type(e).__name__
-            if isinstance(e, Terminated):
-                reason = "SIGTERM"
-            elif reason == "SIGTERMException":
-                reason = "SIGTERM"
-            interrupted = reason in ("KeyboardInterrupt", "SIGTERM")
+            reason = _interrupt_reason(e, interrupt_cb.interrupted_by)
+            interrupted = reason is not None
             if summary.epochs_run == 0:  # not filled yet (a later test pass may have restored older callback state)
                 _fill(summary, cfg, trainer, history_cb.history, history_cb.non_finite, t_start)
             summary.status = "interrupted" if interrupted else "failed"
             summary.test = None  # a test pass cut short reports nothing rather than half
-            summary.stop_reason = reason if interrupted else summary.stop_reason
+            summary.stop_reason = reason or summary.stop_reason
             summary.exit_code = 130 if interrupted else (2 if isinstance(e, UserError) else 1)
             if not interrupted:
                 summary.error = f"{type(e).__name__}: {e}"
@@ -219,6 +215,14 @@ def run(cfg: Config, extra_callbacks: Sequence[pl.Callback] = (), resume: Option
             os.environ.pop(RUN_DIR_ENV, None)
     # DDP: every rank returns rank 0's summary.
     return trainer.strategy.broadcast(summary)
+
+
+def _interrupt_reason(e: BaseException, seen_by_lightning: Optional[str]) -> Optional[str]:
+    """"KeyboardInterrupt" or "SIGTERM" when the run was interrupted, else None (a failure). Lightning may
+    re-raise Ctrl-C / SIGTERM as another exception, so what its on_exception hook saw first counts."""
+    name = type(e).__name__ if isinstance(e, Terminated) or seen_by_lightning not in INTERRUPTS else seen_by_lightning
+    name = "SIGTERM" if name in ("SIGTERMException", "Terminated") else name
+    return name if name in ("KeyboardInterrupt", "SIGTERM") else None
 
 
 def _test(trainer: pl.Trainer, model: RegularizedMLP, dm: SplitDataModule, ckpt: Optional[str],
