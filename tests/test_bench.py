@@ -64,6 +64,7 @@ def test_imdb_section_reports_every_variant_with_ratios(imdb_dir, peers, capsys,
     lit = rows["lit_sparse"]
     assert len(lit["epoch_s"]) == 2 and 0 < lit["min_epoch_s"] <= lit["median_epoch_s"]
     assert abs(lit["vs_keras_fit"] - lit["min_epoch_s"] / 1.0) < 1e-9
+    assert abs(lit["vs_keras_fit_median"] - lit["median_epoch_s"] / 1.5) < 1e-9
     assert out["imdb"]["peak_rss_mb"] > 50
 
 
