@@ -185,8 +185,11 @@ def make_callbacks(ckpt_dir: Path, validating: bool, patience: int, early_stoppi
     if validating:
         # Before "last" on purpose: last.ckpt must hold this epoch's best path and score, or a resume reports
         # the previous best (Lightning keeps the given order among checkpoint callbacks).
+        # Weights only: best weights are tested, predicted and exported, never resumed (last.ckpt is); without
+        # the optimizer state the file is half the size (20 MB less written per improving epoch at hidden 512).
         callbacks.append(EpochCheckpoint(dirpath=ckpt_dir, filename="best-epoch{epoch:03d}", monitor=MONITOR,
-                                         mode="min", save_top_k=1, auto_insert_metric_name=False))
+                                         mode="min", save_top_k=1, auto_insert_metric_name=False,
+                                         save_weights_only=True))
     # Lightning 2.6's save_last only writes when a top-k checkpoint was written in the same step, so last.ckpt
     # would lag at the best epoch; a monitor-less checkpoint named "last" is rewritten every epoch instead.
     if save_last:

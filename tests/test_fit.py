@@ -80,9 +80,12 @@ def test_best_checkpoint_is_the_epoch_with_lowest_val_loss(quick):
     ckpt = torch.load(s.path(s.best_checkpoint), weights_only=True, map_location="cpu")
     assert ckpt["epoch"] == best  # Lightning counts epochs from 0; the file name from 1
     assert s.best_checkpoint == f"checkpoints/best-epoch{best + 1:03d}.ckpt"
-    assert math.isclose(float(ckpt["callbacks"][next(k for k in ckpt["callbacks"] if k.startswith("EpochCheckpoint{'monitor': 'val/loss'"))]
-                              ["best_model_score"]), vals[best], rel_tol=1e-6)
+    assert "optimizer_states" not in ckpt  # best weights are tested/predicted, never resumed: weights only
     last = torch.load(s.path(s.last_checkpoint), weights_only=True, map_location="cpu")
+    tracker = last["callbacks"][next(k for k in last["callbacks"] if k.startswith("EpochCheckpoint{'monitor': 'val/loss'"))]
+    assert math.isclose(float(tracker["best_model_score"]), vals[best], rel_tol=1e-6)
+    assert Path(tracker["best_model_path"]).name == Path(s.best_checkpoint).name
+    assert last["optimizer_states"]  # last.ckpt resumes: full training state
     assert last["epoch"] == len(vals) - 1
     # the checkpoint carries the model's own settings only (no run paths)
     assert ckpt["hyper_parameters"]["lr"] == 0.01 and "logdir" not in ckpt["hyper_parameters"]
