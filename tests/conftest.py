@@ -56,6 +56,18 @@ def flags(over: dict) -> list[str]:
     return out
 
 
+def script_val_loss(monkeypatch, curve: list[float]) -> None:
+    """Make val/loss follow curve by (0-based) epoch; the real loss is still computed, then discarded."""
+    from lit_regularize.model import RegularizedMLP
+
+    def on_validation_epoch_end(self):
+        self.val_loss.reset()
+        self.log("val/loss", curve[self.current_epoch], prog_bar=True)
+        self.log("val/acc", self.val_acc.compute())
+        self.val_acc.reset()
+    monkeypatch.setattr(RegularizedMLP, "on_validation_epoch_end", on_validation_epoch_end)
+
+
 def real_data_or_skip() -> Path:
     """../shared/data when present, else skip the test."""
     if not (REAL_DATA / "imdb.npz").is_file():

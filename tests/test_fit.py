@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, flags, real_data_or_skip
+from conftest import ROOT, flags, real_data_or_skip, script_val_loss
 from lit_regularize.config import make_config
 from lit_regularize.cli.args import config_from_args
 from lit_regularize.run import run
@@ -169,15 +169,8 @@ EARLY_CURVE = [0.50, 0.40, 0.45, 0.30, 0.35, 0.36, 0.37, 0.38, 0.39, 0.40, 0.41,
 
 @pytest.fixture
 def early_curve(monkeypatch):
-    """val/loss follows EARLY_CURVE by epoch (the real loss is still computed, then discarded)."""
-    from lit_regularize.model import RegularizedMLP
-
-    def on_validation_epoch_end(self):
-        self.val_loss.reset()
-        self.log("val/loss", EARLY_CURVE[self.current_epoch], prog_bar=True)
-        self.log("val/acc", self.val_acc.compute())
-        self.val_acc.reset()
-    monkeypatch.setattr(RegularizedMLP, "on_validation_epoch_end", on_validation_epoch_end)
+    """val/loss follows EARLY_CURVE by epoch."""
+    script_val_loss(monkeypatch, EARLY_CURVE)
 
 
 @pytest.mark.parametrize("patience, best, stopped", [(1, 2, 3), (2, 4, 6), (3, 4, 7)])

@@ -16,7 +16,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from conftest import flags
+from conftest import flags, script_val_loss
 from lit_regularize.cli import compare as compare_cli
 from lit_regularize.cli import fit
 from lit_regularize.config import make_config
@@ -31,13 +31,8 @@ CURVE = [0.50, 0.30, 0.40, 0.20, 0.60, 0.70]
 
 @pytest.fixture
 def scripted_val_loss(monkeypatch):
-    """val/loss follows CURVE by epoch (the real loss is still computed and discarded)."""
-    def on_validation_epoch_end(self):
-        self.val_loss.reset()
-        self.log("val/loss", CURVE[self.current_epoch], prog_bar=True)
-        self.log("val/acc", self.val_acc.compute())
-        self.val_acc.reset()
-    monkeypatch.setattr(RegularizedMLP, "on_validation_epoch_end", on_validation_epoch_end)
+    """val/loss follows CURVE by epoch."""
+    script_val_loss(monkeypatch, CURVE)
 
 
 class InterruptAt(pl.Callback):

@@ -25,10 +25,10 @@ from tensorboard.backend.event_processing import event_file_loader
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import api_pb2, metadata as hp_metadata, plugin_data_pb2
 
+from conftest import script_val_loss
 from lit_regularize.cli import fit
 from lit_regularize.config import make_config
 from lit_regularize.errors import RunInterrupted
-from lit_regularize.model import RegularizedMLP
 from lit_regularize.rundir import RunDir
 from lit_regularize.run import HPARAM_KEYS, build_datamodule
 from lit_regularize.run import run
@@ -79,13 +79,8 @@ CURVE = [0.50, 0.30, 0.40, 0.45]
 
 @pytest.fixture
 def scripted_val_loss(monkeypatch):
-    """val/loss follows CURVE by epoch (the real loss is computed and discarded)."""
-    def on_validation_epoch_end(self):
-        self.val_loss.reset()
-        self.log("val/loss", CURVE[self.current_epoch], prog_bar=True)
-        self.log("val/acc", self.val_acc.compute())
-        self.val_acc.reset()
-    monkeypatch.setattr(RegularizedMLP, "on_validation_epoch_end", on_validation_epoch_end)
+    """val/loss follows CURVE by epoch."""
+    script_val_loss(monkeypatch, CURVE)
 
 
 def test_per_epoch_scalars_share_the_1_based_epoch_axis_and_no_epoch_scalar_is_written(quick):
