@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 
 from synthetic import write_imdb, write_mnist
 
@@ -66,6 +67,17 @@ def script_val_loss(monkeypatch, curve: list[float]) -> None:
         self.log("val/acc", self.val_acc.compute())
         self.val_acc.reset()
     monkeypatch.setattr(RegularizedMLP, "on_validation_epoch_end", on_validation_epoch_end)
+
+
+class InterruptAt(pl.Callback):
+    """Ctrl-C at the start of a 0-based epoch."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise KeyboardInterrupt
 
 
 def real_data_or_skip() -> Path:

@@ -16,7 +16,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from conftest import flags, script_val_loss
+from conftest import InterruptAt, flags, script_val_loss
 from lit_regularize.cli import compare as compare_cli
 from lit_regularize.cli import fit
 from lit_regularize.config import make_config
@@ -33,17 +33,6 @@ CURVE = [0.50, 0.30, 0.40, 0.20, 0.60, 0.70]
 def scripted_val_loss(monkeypatch):
     """val/loss follows CURVE by epoch."""
     script_val_loss(monkeypatch, CURVE)
-
-
-class InterruptAt(pl.Callback):
-    """Ctrl-C at the start of a 0-based epoch."""
-
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        if trainer.current_epoch == self.epoch:
-            raise KeyboardInterrupt
 
 
 def _over(quick: dict, **extra) -> dict:

@@ -18,14 +18,13 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-import pytorch_lightning as pl
 import torch
 import yaml
 from tensorboard.backend.event_processing import event_file_loader
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import api_pb2, metadata as hp_metadata, plugin_data_pb2
 
-from conftest import script_val_loss
+from conftest import InterruptAt, script_val_loss
 from lit_regularize.cli import fit
 from lit_regularize.config import make_config
 from lit_regularize.errors import RunInterrupted
@@ -146,17 +145,6 @@ def test_hparams_hold_the_experiment_settings_with_booleans_as_booleans_and_real
     hparams = yaml.safe_load((folder / "hparams.yaml").read_text())
     assert hparams == yaml.safe_load((folder / "config.yaml").read_text()) == s.config
     assert hparams["batchnorm"] is True and hparams["data_dir"] == quick["data_dir"]
-
-
-class InterruptAt(pl.Callback):
-    """Ctrl-C at the start of a 0-based epoch."""
-
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        if trainer.current_epoch == self.epoch:
-            raise KeyboardInterrupt
 
 
 def test_resumed_runs_keep_one_hparams_record_one_epoch_axis_and_a_current_hparams_yaml(quick):
