@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import yaml
 
-from lit_regularize.config import FIELDS, Config, check_keys, configs_dir, load_yaml, make_config
+from lit_regularize.config import FIELDS, Config, check_keys, configs_dir, load_yaml, make_config, preset_defaults
 from lit_regularize.errors import ConfigError, UserError
 from lit_regularize.files import write_json
 from lit_regularize.summary import RunSummary
@@ -105,9 +105,13 @@ def _check_same_split(members: Mapping[str, Mapping[str, Any]], source: str) -> 
 
 
 def varying_keys(members: Mapping[str, Mapping[str, Any]]) -> set[str]:
-    """Settings whose value differs between a study's runs (what the study compares)."""
-    keys = set().union(*members.values()) if members else set()
-    return {k for k in keys if len({json.dumps(m.get(k)) for m in members.values()}) > 1}
+    """Settings whose value differs between a study's runs (what the study compares), with the presets applied:
+    runs that differ in `reg` differ in the strengths their presets set (imdb_penalty's l1 / l2), too."""
+    default_data, default_reg = FIELDS["data"].default, FIELDS["reg"].default
+    resolved = [{**preset_defaults(str(m.get("data", default_data)), str(m.get("reg", default_reg))), **m}
+                for m in members.values()]
+    keys = set().union(*resolved) if resolved else set()
+    return {k for k in keys if len({json.dumps(m.get(k), default=str) for m in resolved}) > 1}
 
 
 def study_configs(study: Study, fixed: Mapping[str, Any], seeds: int,

@@ -169,6 +169,9 @@ def test_compare_rejects_bad_input_in_one_line(tmp_path, capsys):
     assert err.count("\n") == 0 and "unknown study" in err and "imdb_capacity" in err
     assert compare_script.main(["imdb_capacity", "--hidden", "8", "--out", str(tmp_path / "o")]) == 2
     assert "--hidden" in capsys.readouterr().err
+    # imdb_penalty's runs differ by their --reg preset; a fixed --l2 would give 'none' an L2 penalty too
+    assert compare_script.main(["imdb_penalty", "--l2", "0.01", "--out", str(tmp_path / "o")]) == 2
+    assert "--l2" in capsys.readouterr().err
     assert compare_script.main(["--runs", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "no completed run" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
