@@ -138,17 +138,25 @@ def study_configs(study: Study, fixed: Mapping[str, Any], seeds: int,
 # -- running and reading runs --------------------------------------------------------------------------------
 
 def finished_run(cfg: Config) -> Optional[RunSummary]:
-    """The summary of a completed earlier run with exactly this config, if there is one."""
+    """The summary of a completed earlier run with exactly this config (progress bars and DataLoader workers
+    aside: they never change a result), if there is one."""
     root = Path(cfg.logdir) / cfg.run_name
-    want = json.loads(json.dumps(cfg.to_dict()))
+    want = _identity(json.loads(json.dumps(cfg.to_dict())))
     for path in sorted(root.glob("version_*/summary.json")):
         try:
             s = RunSummary.read(path)
         except (OSError, ValueError, TypeError):  # unreadable: not reusable, the run is trained again
             continue
-        if s.status == "completed" and s.config == want:
+        if s.status == "completed" and isinstance(s.config, dict) and _identity(s.config) == want:
             return s
     return None
+
+
+_NOT_IDENTITY = ("progress", "num_workers")
+
+
+def _identity(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in _NOT_IDENTITY}
 
 
 def run_study(configs: Mapping[str, Sequence[Config]], rerun: bool = False,
