@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import yaml
 
-from lit_regularize.config import FIELDS, Config, check_keys, configs_dir, load_yaml, make_config
+from lit_regularize.config import FIELDS, Config, check_keys, configs_dir, load_yaml, make_config, preset_defaults
 from lit_regularize.errors import ConfigError, UserError
 from lit_regularize.files import write_json
 from lit_regularize.summary import RunSummary
@@ -105,9 +105,13 @@ def _check_same_split(members: Mapping[str, Mapping[str, Any]], source: str) -> 
 
 
 def varying_keys(members: Mapping[str, Mapping[str, Any]]) -> set[str]:
-    """Settings whose value differs between a study's runs (what the study compares)."""
-    keys = set().union(*members.values()) if members else set()
-    return {k for k in keys if len({json.dumps(m.get(k)) for m in members.values()}) > 1}
+    """Settings whose value differs between a study's runs (what the study compares), with the presets applied:
+    runs that differ in `reg` differ in the strengths their presets set (imdb_penalty's l1 / l2), too."""
+    default_data, default_reg = FIELDS["data"].default, FIELDS["reg"].default
+    resolved = [{**preset_defaults(str(m.get("data", default_data)), str(m.get("reg", default_reg))), **m}
+                for m in members.values()]
+    keys = set().union(*resolved) if resolved else set()
+    return {k for k in keys if len({json.dumps(m.get(k), default=str) for m in resolved}) > 1}
 
 
 def study_configs(study: Study, fixed: Mapping[str, Any], seeds: int,
@@ -134,17 +138,25 @@ def study_configs(study: Study, fixed: Mapping[str, Any], seeds: int,
 # -- running and reading runs --------------------------------------------------------------------------------
 
 def finished_run(cfg: Config) -> Optional[RunSummary]:
-    """The summary of a completed earlier run with exactly this config, if there is one."""
+    """The summary of a completed earlier run with exactly this config (progress bars and DataLoader workers
+    aside: they never change a result), if there is one."""
     root = Path(cfg.logdir) / cfg.run_name
-    want = json.loads(json.dumps(cfg.to_dict()))
+    want = _identity(json.loads(json.dumps(cfg.to_dict())))
     for path in sorted(root.glob("version_*/summary.json")):
         try:
             s = RunSummary.read(path)
         except (OSError, ValueError, TypeError):  # unreadable: not reusable, the run is trained again
             continue
-        if s.status == "completed" and s.config == want:
+        if s.status == "completed" and isinstance(s.config, dict) and _identity(s.config) == want:
             return s
     return None
+
+
+_NOT_IDENTITY = ("progress", "num_workers")
+
+
+def _identity(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in _NOT_IDENTITY}
 
 
 def run_study(configs: Mapping[str, Sequence[Config]], rerun: bool = False,

@@ -140,6 +140,19 @@ def _num(v: Optional[float]) -> str:
     return "-" if v is None else f"{v:.4f}"
 
 
+def _remove_if_empty(path: Path, logdir: Path) -> None:
+    """Remove a claimed version folder that nothing was written into, and the folders above it up to the logdir
+    that are left empty, as if it had never been claimed."""
+    logdir = logdir.absolute()
+    folder = path.absolute()
+    while folder == logdir or logdir in folder.parents:
+        try:
+            folder.rmdir()  # only ever removes an empty folder
+        except OSError:
+            return
+        folder = folder.parent
+
+
 def run_kfold(cfg: Config, verbose: bool = True) -> RunSummary:
     """K-fold (optionally iterated) + refit at the mean curve's best epoch; writes summary.json and a figure."""
     from lit_regularize.plots import fold_figure, log_figures, save_figure
@@ -157,7 +170,11 @@ def run_kfold(cfg: Config, verbose: bool = True) -> RunSummary:
     workers = n_workers(cfg, len(configs))
     if workers > 1:  # interleaved progress bars of several processes are unreadable
         configs = [c.replace(progress=False) for c in configs]
-    result = evaluate_folds(configs, workers=workers)
+    try:
+        result = evaluate_folds(configs, workers=workers)
+    except UserError:
+        _remove_if_empty(parent.path, Path(cfg.logdir))  # bad input fails in the first fold: leave no folder
+        raise
     best = result.chosen_epoch
     refit = run(refit_config(cfg, best, f"{base}/refit"))
     curves = result.curves

@@ -199,6 +199,11 @@ def run(cfg: Config, extra_callbacks: Sequence[pl.Callback] = (), resume: Option
             interrupted = reason is not None
             if summary.epochs_run == 0:  # not filled yet (a later test pass may have restored older callback state)
                 _fill(summary, cfg, trainer, history_cb.history, history_cb.non_finite, t_start)
+            if zero and summary.best_checkpoint is None:  # the checkpoints written so far, for predict / compare
+                with contextlib.suppress(Exception):
+                    summary.best_checkpoint = rundir.rel(rundir.best_checkpoints().get(summary.best_epoch))
+                    if save_last and rundir.last_checkpoint.is_file():
+                        summary.last_checkpoint = rundir.rel(rundir.last_checkpoint)
             summary.status = "interrupted" if interrupted else "failed"
             summary.test = None  # a test pass cut short reports nothing rather than half
             summary.stop_reason = reason or summary.stop_reason

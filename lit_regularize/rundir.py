@@ -63,8 +63,13 @@ class RunDir:
         if not (d.path / CONFIG).is_file():
             raise UserError(f"--resume {path}: no {CONFIG} here; is this a run folder (…/version_<k>)?")
         if not d.last_checkpoint.is_file():
-            raise UserError(f"--resume {path}: no {CHECKPOINTS}/{LAST} to resume from (the run stopped inside "
-                            "its first epoch; start it again)")
+            try:
+                finished = (d.read_summary() or RunSummary()).epochs_run
+            except (OSError, ValueError, TypeError):
+                finished = 0
+            why = (f"it finished {finished} epoch(s) but kept only its best checkpoint, as sweep trials do"
+                   if finished else "the run stopped inside its first epoch")
+            raise UserError(f"--resume {path}: no {CHECKPOINTS}/{LAST} to resume from ({why}; start it again)")
         if not zipfile.is_zipfile(d.last_checkpoint):  # torch.save writes a zip archive; anything else is damaged
             raise UserError(f"--resume {path}: {CHECKPOINTS}/{LAST} is damaged (not a complete checkpoint); "
                             "start the run again")

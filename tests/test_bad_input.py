@@ -240,6 +240,12 @@ def test_train_size_larger_than_the_data(mnist_dir, imdb_dir, base, capsys, data
     assert "--train-size 5000 is larger than the" in line, line
 
 
+def test_kfold_with_more_folds_than_examples_leaves_no_run_folder(base, capsys):
+    # the k-fold parent folder is claimed before the first fold meets the data; bad input must remove it again
+    line = expect_error(flags({**base, "train_size": 10, "kfold": 20}), base["logdir"], capsys)
+    assert "--kfold 20 needs at least 20 training examples, got 10" in line, line
+
+
 # -- flags --------------------------------------------------------------------------------------------------
 
 FLAG_CASES = {

@@ -93,8 +93,8 @@ def test_compare_study_writes_figures_and_a_table_read_from_the_runs(tmp_path, f
     assert {"compare/curves", "compare/weights", "compare/sparsity"} <= set(acc.Tags()["images"])
     assert "h16_l2" in capsys.readouterr().out
 
-    # a second call reuses the finished runs; --runs reads them back into the same table
-    assert compare_script.main([str(study), "--out", str(out), *flags(fixed)]) == 0
+    # a second call reuses the finished runs (progress bars on or off change no result); --runs reads them back
+    assert compare_script.main([str(study), "--out", str(out), *flags(fixed), "--progress"]) == 0
     assert "reusing" in capsys.readouterr().out
     assert not list((out / "logs" / "tiny").glob("*/version_1"))
     again = tmp_path / "again"
@@ -169,6 +169,9 @@ def test_compare_rejects_bad_input_in_one_line(tmp_path, capsys):
     assert err.count("\n") == 0 and "unknown study" in err and "imdb_capacity" in err
     assert compare_script.main(["imdb_capacity", "--hidden", "8", "--out", str(tmp_path / "o")]) == 2
     assert "--hidden" in capsys.readouterr().err
+    # imdb_penalty's runs differ by their --reg preset; a fixed --l2 would give 'none' an L2 penalty too
+    assert compare_script.main(["imdb_penalty", "--l2", "0.01", "--out", str(tmp_path / "o")]) == 2
+    assert "--l2" in capsys.readouterr().err
     assert compare_script.main(["--runs", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "no completed run" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

@@ -167,6 +167,8 @@ def test_resume_matches_an_uninterrupted_run(resume_setup, mid_epoch):
     cut_dir = Path(over["logdir"]) / name / "version_0"
     cut = read_summary(cut_dir)
     assert cut["status"] == "interrupted" and cut["stop_reason"] == "SIGTERM" and cut["epochs_run"] == 3
+    # summary.json names the checkpoints written so far, as a completed run's does
+    assert cut["last_checkpoint"] == "checkpoints/last.ckpt" and (cut_dir / cut["best_checkpoint"]).is_file()
     # last.ckpt stays at the end of epoch 3 (an interrupt never writes a mid-epoch checkpoint)
     assert torch.load(cut_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 2
 

@@ -118,6 +118,22 @@ def test_resume_refuses_overrides_that_change_model_or_data_before_writing(quick
     assert {p: p.read_bytes() for p in s.run_dir.rglob("*") if p.is_file()} == before
 
 
+def test_resume_with_fewer_max_epochs_than_trained_is_one_line_and_writes_nothing(quick, capsys):
+    s = run(make_config(_over(quick, name="fewer", max_epochs=3)))
+    before = {p: p.read_bytes() for p in s.run_dir.rglob("*") if p.is_file()}
+    assert fit.main(["--resume", str(s.run_dir), "--max-epochs", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already trained 3 epochs" in err[0] and "--max-epochs 2" in err[0]
+    assert {p: p.read_bytes() for p in s.run_dir.rglob("*") if p.is_file()} == before  # config.yaml kept 3
+
+
+def test_resume_of_a_run_without_last_checkpoint_says_why(quick, capsys):
+    s = run(make_config(_over(quick, name="lean", max_epochs=2)), save_last=False)  # as a sweep trial
+    assert fit.main(["--resume", str(s.run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "finished 2 epoch(s)" in err and "first epoch" not in err
+
+
 def test_resume_of_a_truncated_checkpoint_is_one_line(quick, capsys):
     s = run(make_config(_over(quick, name="trunc", max_epochs=1)))
     last = s.run_dir / "checkpoints" / "last.ckpt"

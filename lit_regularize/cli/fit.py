@@ -16,6 +16,7 @@ import sys
 from typing import Optional, Sequence
 
 from lit_regularize.cli.args import command_parser, config_from_args, given_settings, guarded, print_config_and_exit
+from lit_regularize.errors import ConfigError
 
 
 def parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
@@ -65,11 +66,24 @@ def _resume(args: argparse.Namespace) -> int:
         rundir = RunDir.open(args.resume)
     saved = rundir.read_config()
     cfg = resume_config(saved, given)
+    done = _epochs_done(rundir)
+    if done is not None and cfg.max_epochs < done:  # Lightning would fail on it after config.yaml was rewritten
+        raise ConfigError(f"--resume {rundir.path}: the run has already trained {done} epochs; "
+                          f"--max-epochs {cfg.max_epochs} must be at least that (more epochs train on)")
     if args.print_config:
         print_config_and_exit(cfg)
     quiet_lightning()
     _print_once(run(cfg, resume=rundir))
     return 0
+
+
+def _epochs_done(rundir) -> Optional[int]:  # type: ignore[no-untyped-def]
+    """Epochs the run's summary.json says it finished (None if it cannot tell)."""
+    try:
+        summary = rundir.read_summary()
+    except (OSError, ValueError, TypeError):
+        return None
+    return summary.epochs_run if summary is not None and summary.epochs_run else None
 
 
 def _print_once(summary) -> None:  # type: ignore[no-untyped-def]
