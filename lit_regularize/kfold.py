@@ -39,7 +39,7 @@ def refit_config(cfg: Config, epochs: int, name: str) -> Config:
 
 
 def mean_curves(histories: Sequence[dict[str, list]]) -> dict[str, list[float]]:
-    """Per-epoch mean (and std of val loss) over folds, on the epochs every fold reached."""
+    """Per-epoch mean (and sample std of val loss, as the tables) over folds, on the epochs every fold reached."""
     n = min(len(h["epoch"]) for h in histories)
 
     def grid(key: str) -> np.ndarray:
@@ -47,7 +47,7 @@ def mean_curves(histories: Sequence[dict[str, list]]) -> dict[str, list[float]]:
         return np.array(rows, dtype=float)
 
     val = grid("val_loss")
-    return {"epoch": list(range(1, n + 1)), "val_loss": val.mean(0).tolist(), "val_loss_std": val.std(0).tolist(),
+    return {"epoch": list(range(1, n + 1)), "val_loss": val.mean(0).tolist(), "val_loss_std": val.std(0, ddof=1).tolist(),
             "val_acc": grid("val_acc").mean(0).tolist(), "train_loss": grid("train_loss").mean(0).tolist()}
 
 

@@ -74,7 +74,12 @@ def curve_band(curves: Sequence[Sequence[Optional[float]]]) -> tuple[np.ndarray,
     for i, c in enumerate(curves):
         grid[i, :len(c)] = [_finite(v) for v in c]
     keep = ~np.all(np.isnan(grid), axis=0)  # a kept column has a value, so nanmean never sees an empty one
-    return np.arange(1, n + 1)[keep], np.nanmean(grid[:, keep], axis=0), np.nanstd(grid[:, keep], axis=0)
+    grid = grid[:, keep]
+    count = np.sum(~np.isnan(grid), axis=0)
+    # the sample std (n - 1), as the tables' mean ± std; an epoch only one run reached has no spread
+    dev = np.where(np.isnan(grid), 0.0, grid - np.nanmean(grid, axis=0))
+    std = np.sqrt(np.sum(dev ** 2, axis=0) / np.maximum(count - 1, 1))
+    return np.arange(1, n + 1)[keep], np.nanmean(grid, axis=0), std
 
 
 def epochs_run(history: Mapping[str, Sequence]) -> int:
@@ -185,7 +190,7 @@ def curves_figure(histories: Mapping[str, Sequence[Mapping[str, Sequence]]], tit
     ax_loss.set_title("loss: training (dashed, data term) vs validation (solid)\n★ = best epoch (lowest val loss)"
                       + band, fontsize=10)
     ax_loss.set_ylabel("loss")
-    ax_acc.set_title("accuracy: training (dashed, dropout on) vs validation (solid)" + band, fontsize=10)
+    ax_acc.set_title("accuracy: training (dashed) vs validation (solid)" + band, fontsize=10)
     ax_acc.set_ylabel("accuracy")
     ax_acc.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
     for ax in (ax_loss, ax_acc):
@@ -353,7 +358,7 @@ def fold_figure(folds: Sequence[Mapping[str, Sequence]], mean_val: Sequence[floa
     ax_acc.set_title("accuracy per fold: training (dashed) vs validation (solid)")
     keys = [Line2D([], [], color="0.3", linestyle="-", label="validation"),
             Line2D([], [], color="0.3", linestyle="--", label="training (data term)"),
-            Line2D([], [], color="k", linewidth=2.8, label="mean validation loss"),
+            Line2D([], [], color="k", linewidth=2.8, label="mean over folds (validation)"),
             Line2D([], [], color="k", linestyle=":", linewidth=1.5, label=f"chosen epoch {chosen_epoch}")]
     _legend_below(fig, handles + keys, ncol_max=max(5, min(8, len(folds))))
     when = epochs_phrase(folds) + " per fold"

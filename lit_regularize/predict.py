@@ -2,7 +2,7 @@
 
     from lit_regularize.predict import load
     p = load("lightning_logs/imdb_none/version_0")          # best checkpoint; last=True for last.ckpt
-    p.predict(["A wonderful, moving film.", "Dull."])        # [{"prob": 0.97, "label": 1}, ...]
+    p.predict(["A wonderful, moving film.", "Dull."])        # [{"prob": 0.97, "label": 1, "name": "positive"}, ...]
     load("lightning_logs/fashion_mnist_none/version_0").predict(["shoe.png"])
     # [{"probs": [...10], "label": 7, "name": "Sneaker"}]
 
@@ -336,12 +336,13 @@ class Predictor:
         return torch.sigmoid(logits) if self.binary else torch.softmax(logits, -1)
 
     def _results(self, logits: torch.Tensor) -> list[dict[str, Any]]:
-        """IMDB: {"prob", "label"}; other runs: {"probs", "label", "name"} (name: the class name, if any)."""
+        """IMDB: {"prob", "label", "name"}; other runs: {"probs", "label", "name"} (name: the class name, if any)."""
         if self.binary:
             probs = torch.sigmoid(logits).tolist()
             labels = (logits > 0).long().tolist()  # the training metric's rule (prob > 0.5 can round to 0.5)
             if self.data == "imdb":
-                return [{"prob": float(p), "label": k} for p, k in zip(probs, labels)]
+                names = CLASS_NAMES["imdb"]
+                return [{"prob": float(p), "label": k, "name": names[k]} for p, k in zip(probs, labels)]
             rows = [[1.0 - p, p] for p in probs]
         else:
             rows = torch.softmax(logits, -1).tolist()

@@ -8,9 +8,12 @@ from lit_regularize.tables import fmt
 def print_summary(summary: RunSummary) -> None:
     """A few lines: best epoch and val loss, test scores of best and last weights, where the run lives."""
     s = summary
-    print(f"run:        {s.run_dir}  ({s.status}, stopped by {s.stop_reason}, {s.epochs_run} epochs, "
-          f"{s.n_params:,} parameters)")
-    print(f"best epoch: {s.best_epoch}  val/loss {fmt(s.best_val_loss)}  val/acc {fmt(s.best_val_acc)}")
+    epochs = f"{s.epochs_run} epoch" + ("" if s.epochs_run == 1 else "s")
+    print(f"run:        {s.run_dir}  ({s.status}, stopped by {s.stop_reason}, {epochs}, {s.n_params:,} parameters)")
+    if s.best_epoch is not None:
+        print(f"best epoch: {s.best_epoch}  val/loss {fmt(s.best_val_loss)}  val/acc {fmt(s.best_val_acc)}")
+    else:  # nothing validated (--val-size 0): the last weights are the ones to use
+        print("best epoch: none (no validation set: the best weights are the last)")
     for which in ("best", "last"):
         if s.test and which in s.test:
             print(f"test ({which + ' weights':12s}) loss {fmt(s.test[which]['loss'])}  acc {fmt(s.test[which]['acc'])}")

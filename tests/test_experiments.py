@@ -133,7 +133,7 @@ def test_seeds_repeat_every_run_and_draw_bands(tmp_path, fixed):
 def test_curve_band_handles_runs_of_different_length():
     epochs, mean, std = curve_band([[1.0, 2.0, 3.0], [3.0, 4.0], [None, 6.0, float("nan")]])
     assert epochs.tolist() == [1, 2, 3]
-    assert np.allclose(mean, [2.0, 4.0, 3.0]) and np.allclose(std, [1.0, np.std([2.0, 4.0, 6.0]), 0.0])
+    assert np.allclose(mean, [2.0, 4.0, 3.0]) and np.allclose(std, [np.std([1.0, 3.0], ddof=1), np.std([2.0, 4.0, 6.0], ddof=1), 0.0])
 
 
 def test_weight_statistics_on_a_known_tensor():

@@ -207,7 +207,8 @@ def test_predict_imdb_equals_direct_model_call(imdb_run):
     want = direct_imdb(run_dir, texts)
     assert [r["prob"] for r in got] == pytest.approx(want, abs=1e-6)
     assert [r["label"] for r in got] == [int(w > 0.5) for w in want]
-    assert set(got[0]) == {"prob", "label"}
+    assert set(got[0]) == {"prob", "label", "name"}
+    assert [r["name"] for r in got] == [("negative", "positive")[r["label"]] for r in got]
     assert p.predict(texts[0]) == got[:1]  # one string is one review
 
 
@@ -343,7 +344,7 @@ def test_cli_every_route_agrees(imdb_run, tmp_path, capsys, monkeypatch):
         assert rc == 0, (name, err)
         got = [json.loads(line) for line in out]
         assert [g["input"] for g in got] == texts, name
-        assert [{k: g[k] for k in ("prob", "label")} for g in got] == want, name
+        assert [{k: g[k] for k in ("prob", "label", "name")} for g in got] == want, name
     rc, out, _ = cli([run_dir, *texts], capsys)
     assert rc == 0 and len(out) == len(texts)
     for line, r, t in zip(out, want, texts):

@@ -659,3 +659,30 @@ def test_spare_cores_go_to_the_first_workers_and_cores_are_the_usable_ones(monke
     assert [p.threads for p in workers.placements(2, [], 5)] == [3, 2]
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 3}, raising=False)
     assert workers.usable_cpus() == 2  # the affinity mask (taskset, cpusets), not the host's core count
+
+
+def test_an_interrupted_trial_leaves_no_failed_trial_warnings_but_a_real_failure_does():
+    import logging
+
+    from optuna.study._optimize import _log_failed_trial
+
+    from lit_regularize.errors import RunInterrupted
+    from lit_regularize.sweep.study import quiet_optuna
+
+    quiet_optuna()
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("optuna.study._optimize")
+    logger.addHandler(handler)
+    try:
+        for number, err in ((3, RunInterrupted("/x/trial_0003/version_0", "KeyboardInterrupt")),
+                            (4, ValueError("a real bug"))):
+            try:
+                raise err
+            except Exception as e:
+                _log_failed_trial(number, {"hidden": 8}, repr(e), exc_info=sys.exc_info())
+    finally:
+        logger.removeHandler(handler)
+    assert not [m for m in seen if m.startswith("Trial 3 ")]  # the misleading '--resume trial folder' hint is gone
+    assert [m for m in seen if m.startswith("Trial 4 ")] and any("a real bug" in m for m in seen)

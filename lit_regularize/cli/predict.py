@@ -1,7 +1,7 @@
 """Command lines of `predict` and `export` (torch is imported only after the arguments are parsed).
 
   predict RUN_DIR [INPUT ...] [--file F] [--last] [--json] [--word-index PATH] [--data-dir DIR]
-  export RUN_DIR --format torchscript|onnx --out FILE [--last]
+  export RUN_DIR [--format torchscript|onnx] --out FILE [--last]
 """
 from __future__ import annotations
 
@@ -30,11 +30,11 @@ of them. Output: one line per example (label, class name, probability, input; FI
 holding many), or one JSON object per line with --json.
 
 examples:
-  predict lightning_logs/imdb_none/version_0 "A wonderful film." "Two hours I will never get back."
-  predict lightning_logs/imdb_none/version_0 --file reviews.jsonl --json
-  predict lightning_logs/fashion_mnist_none/version_0 shoe.png t10k-images-idx3-ubyte
-  predict lightning_logs/csv_churn_none/version_0 new_customers.csv
-  predict lightning_logs/textdir_reviews_none/version_0 new_reviews/ --json
+  lit-regularize predict lightning_logs/imdb_none/version_0 "A wonderful film." "Two hours I will never get back."
+  lit-regularize predict lightning_logs/imdb_none/version_0 --file reviews.jsonl --json
+  lit-regularize predict lightning_logs/fashion_mnist_none/version_0 shoe.png t10k-images-idx3-ubyte
+  lit-regularize predict lightning_logs/csv_churn_none/version_0 new_customers.csv
+  lit-regularize predict lightning_logs/textdir_reviews_none/version_0 new_reviews/ --json
 """
 
 
@@ -79,7 +79,7 @@ def _plain(result: dict[str, Any], shown: str) -> str:
     if "prob" in result:
         text = " ".join(shown.split())
         preview = text if len(text) <= PREVIEW else text[:PREVIEW - 3] + "..."
-        return f"{result['prob']:.4f} {'positive' if result['label'] else 'negative'}  {preview}"
+        return f"{result['prob']:.4f} {result['name']}  {preview}"
     k = result["label"]
     name = f" {result['name']}" if "name" in result else ""
     return f"{k}{name}  {result['probs'][k]:.2f}  {shown}"
@@ -88,7 +88,7 @@ def _plain(result: dict[str, Any], shown: str) -> str:
 @guarded
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """`predict` command line; returns the exit code (2 for bad input, with one `error:` line)."""
-    parser = OneLineParser(prog="predict", description=PREDICT_DOC,
+    parser = OneLineParser(prog="lit-regularize predict", description=PREDICT_DOC,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder: <logdir>/<name>/version_k")
     parser.add_argument("inputs", nargs="*", metavar="INPUT",
@@ -141,10 +141,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 @guarded
 def export_main(argv: Optional[Sequence[str]] = None) -> int:
     """`export` command line: a self-contained TorchScript / ONNX probability model of a run."""
-    parser = OneLineParser(prog="export", description="Export a run's model (dense input -> probabilities) as "
-                           "TorchScript or ONNX, with <out>.json describing its input and output.")
+    parser = OneLineParser(prog="lit-regularize export", formatter_class=argparse.RawDescriptionHelpFormatter,
+                           description="Export a run's model (dense input -> probabilities) as TorchScript or ONNX,\n"
+                           "with <out>.json describing its input (size, normalization, vocabulary) and classes.",
+                           epilog="examples:\n"
+                           "  lit-regularize export lightning_logs/imdb_none/version_0 --out imdb.pt\n"
+                           "  lit-regularize export lightning_logs/fashion_mnist_none/version_0 --format onnx "
+                           "--out fmnist.onnx --last")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder: <logdir>/<name>/version_k")
-    parser.add_argument("--format", required=True, choices=("torchscript", "onnx"))
+    parser.add_argument("--format", default="torchscript", choices=("torchscript", "onnx"),
+                        help="torchscript (default) or onnx (needs the onnx package)")
     parser.add_argument("--out", required=True, metavar="FILE", help="the model file to write")
     parser.add_argument("--last", action="store_true",
                         help="export checkpoints/last.ckpt instead of the best one")

@@ -34,7 +34,7 @@ def parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p = command_parser("lit-regularize sweep", __doc__, argv, skip=("name",))
     s = p.add_argument_group("study")
     unset = {"default": None}
-    s.add_argument("--n-trials", type=int, default=20, help="finished (complete + pruned) trials wanted in total")
+    s.add_argument("--n-trials", type=int, default=20, help="finished (complete + pruned) trials wanted in total (default: 20)")
     s.add_argument("--timeout", type=float, **unset, help="stop starting new trials after this many seconds")
     s.add_argument("--study-name", **unset, help="study name, also its folder under --logdir (default: "
                                                  "<data>_sweep)")
@@ -45,15 +45,15 @@ def parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     s.add_argument("--gpus", **unset, help="GPU ids to pin one worker each to, e.g. 0,1, or none (default: all "
                                            "visible)")
     s.add_argument("--sampler", default="tpe", choices=SAMPLERS, help="Optuna sampler, seeded by --seed "
-                                                                      "(gp and qmc need scipy)")
+                                                                      "(gp and qmc need scipy) (default: tpe)")
     s.add_argument("--pruner", default="median", choices=PRUNERS,
                    help="pruner fed val/loss every epoch; warm-up scaled to --max-epochs, the first 5 trials and "
-                        "final epochs are never pruned")
+                        "final epochs are never pruned (default: median)")
     s.add_argument("--space", **unset, metavar="FILE", help="search-space YAML (default: the shipped "
                                                             "search_space.yaml)")
     s.add_argument("--heartbeat", type=int, default=10, metavar="S",
                    help=f"RDB heartbeat interval; a trial silent for {GRACE_FACTOR}x this is failed and retried "
-                        "(0 = off)")
+                        "(0 = off; default: 10)")
     s.add_argument("--allow-changed-settings", action="store_true",
                    help="resume a study although fixed settings (data, training) differ from its start")
     s.add_argument("--report", metavar="DIR", **unset,
@@ -98,8 +98,11 @@ def make_sweep(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
     if args.report and Path(args.report).exists() and not Path(args.report).is_dir():
         raise ConfigError(f"--report {args.report}: is a file, not a folder")
-    if args.n_trials < 0 or (args.timeout is not None and args.timeout <= 0) or args.heartbeat < 0:
-        raise ConfigError("--n-trials and --heartbeat must be >= 0, --timeout > 0")
+    for flag, value, ok, rule in (("--n-trials", args.n_trials, args.n_trials >= 0, ">= 0"),
+                                  ("--heartbeat", args.heartbeat, args.heartbeat >= 0, ">= 0"),
+                                  ("--timeout", args.timeout, args.timeout is None or args.timeout > 0, "> 0")):
+        if not ok:
+            raise ConfigError(f"{flag} must be {rule}, got {value}")
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     fixed = fixed_settings(args)

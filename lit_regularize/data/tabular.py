@@ -29,6 +29,7 @@ from lit_regularize.errors import DataError
 
 MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
 CHUNK = 65536
+MAX_GUESSED_CLASSES = 20  # more distinct values than this (and than half the rows) in a defaulted label column: ask
 
 
 class Table(NamedTuple):
@@ -211,6 +212,10 @@ def load_csv(path: str, key: str, target: Optional[str], dropna: bool) -> Tabula
             if numeric[i]:
                 raise DataError(f"{files[split]}: line {line}, column {columns[i]!r}: inf is not a usable feature value")
     class_names = sort_label_values(scans["train"].labels)
+    n_rows = scans["train"].n_rows
+    if target is None and len(class_names) > max(MAX_GUESSED_CLASSES, n_rows // 2):  # an id or a measurement
+        raise DataError(f"{files['train']}: the last column {columns[t]!r}, taken as the label (no --target), has "
+                        f"{len(class_names)} distinct values in {n_rows} rows; name the label column with --target")
     check_classes(class_names, str(files["train"]))
     if "test" in scans:
         unknown = sorted(scans["test"].labels - scans["train"].labels)

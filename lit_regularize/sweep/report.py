@@ -132,7 +132,7 @@ def _figure(ncols: int, width: float = 5.0, height: float = 4.2):  # type: ignor
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width * ncols, height))
+    fig = Figure(figsize=(width * ncols, height), layout="constrained")  # panels, labels and colour bar never overlap
     FigureCanvasAgg(fig)
     axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
     return fig, axes
@@ -160,8 +160,8 @@ def landscape_figure(study: optuna.Study) -> Any:
 
     trials = [t for t in study.get_trials(deepcopy=False, states=COUNTED) if "config" in t.user_attrs]
     values = [t.value for t in trials if t.state == TrialState.COMPLETE]
-    norm = colors.LogNorm(min(values), max(values)) if values and min(values) > 0 and min(values) < max(values) \
-        else colors.Normalize(min(values or [0]), max(values or [1]) + 1e-12)
+    # a linear colour scale: val losses span far less than a decade, where a log bar's labels read 6.05×10⁻¹
+    norm = colors.Normalize(min(values or [0]), max(values or [1]) + 1e-12)
     cmap = cm.get_cmap("viridis_r") if hasattr(cm, "get_cmap") else __import__("matplotlib").colormaps["viridis_r"]
     panels = [name for name, regs in STRENGTHS.items() if any(t.user_attrs["config"]["reg"] in regs for t in trials)]
     panels = panels or ["l2"]
@@ -197,9 +197,10 @@ def landscape_figure(study: optuna.Study) -> Any:
                        label=f"best: trial {best.number} ({best.value:.4f})")
             ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False)
         ax.set_xscale("log")
-        ax.set_yscale("log")
+        linear = name == "dropout"  # a rate in (0, 1), searched on a linear scale; penalties span decades
+        ax.set_yscale("linear" if linear else "log")
         ax.set_xlabel("hidden units (log)")
-        ax.set_ylabel(f"{name} strength (log)")
+        ax.set_ylabel("dropout rate" if linear else f"{name} strength (log)")
         ax.set_title(f"reg {name}" + (" (squares: l1_l2)" if name != "dropout" else ""))
         ax.grid(alpha=0.3, which="both")
     sm = cm.ScalarMappable(norm=norm, cmap=cmap)
@@ -250,6 +251,10 @@ def _optuna_figure(kind: str, study: optuna.Study) -> Any:
             title = f"{study.study_name}: importance for {METRIC} ({n} finished trials" + (
                 f", fewer than {MIN_TRIALS_FOR_IMPORTANCE}: unreliable)" if n < MIN_TRIALS_FOR_IMPORTANCE else ")")
     ax = ax.flat[0] if hasattr(ax, "flat") else ax
+    if kind == "history":
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trial numbers, not 0.25 steps
     for loc in ("left", "center", "right"):  # Optuna titles some plots on the left
         ax.set_title("", loc=loc)
     ax.set_title(title)

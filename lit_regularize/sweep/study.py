@@ -33,12 +33,20 @@ def quiet_optuna() -> None:
 
 
 class _NoInterruptTraceback(logging.Filter):
-    """Ctrl-C is no bug: Optuna's 'trial failed' warning for it needs no traceback."""
+    """Ctrl-C is no bug: Optuna's two 'Trial N failed ...' warnings for an interrupted trial are dropped (the
+    sweep's own line says the trial is queued again; the run's 'resume with --resume' hint does not apply)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.interrupted: set[str] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
+        words = record.getMessage().split()
+        number = words[1] if len(words) > 1 and words[0] == "Trial" else None
         if record.exc_info and type(record.exc_info[1]).__name__ in ("KeyboardInterrupt", "RunInterrupted"):
-            record.exc_info = None
-        return True
+            self.interrupted.add(number)
+            return False
+        return not (number in self.interrupted and "failed with value" in record.getMessage())
 
 
 @dataclasses.dataclass
