@@ -157,6 +157,7 @@ def landscape_figure(study: optuna.Study) -> Any:
     strip below the strength range."""
     import numpy as np
     from matplotlib import cm, colors
+    from matplotlib.ticker import LogFormatter
 
     trials = [t for t in study.get_trials(deepcopy=False, states=COUNTED) if "config" in t.user_attrs]
     values = [t.value for t in trials if t.state == TrialState.COMPLETE]
@@ -197,6 +198,9 @@ def landscape_figure(study: optuna.Study) -> Any:
                        label=f"best: trial {best.number} ({best.value:.4f})")
             ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False)
         ax.set_xscale("log")
+        # unit counts as plain numbers (not 8×10⁰); minor ticks labelled only where the range is narrow
+        ax.xaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
+        ax.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.5)))
         linear = name == "dropout"  # a rate in (0, 1), searched on a linear scale; penalties span decades
         ax.set_yscale("linear" if linear else "log")
         ax.set_xlabel("hidden units (log)")
