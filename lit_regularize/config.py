@@ -311,7 +311,8 @@ def load_yaml(path: str | os.PathLike, flag_name: str = "--config") -> dict[str,
     """Read a YAML file (named in errors by the flag that gave it) as a flat mapping of settings."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"{flag_name}: no such file {str(p)!r}")
+        raise ConfigError(f"{flag_name}: {str(p)!r} is a folder, not a YAML file" if p.is_dir()
+                          else f"{flag_name}: no such file {str(p)!r}")
     try:
         loaded = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:

@@ -180,6 +180,7 @@ def test_missing_mnist_download_failure_is_one_line(tmp_path, capsys):
     line = expect_error(["--data", "fashion_mnist", "--data-dir", str(tmp_path / "none"), "--logdir", str(logdir)],
                         logdir, capsys)
     assert "FashionMNIST/raw" in line and "downloading failed" in line and "--data-dir" in line, line
+    assert not (tmp_path / "none" / "FashionMNIST").exists()  # no empty folder tree left by the failed download
 
 
 def test_data_dir_that_is_a_file_or_cannot_be_created(tmp_path, base, capsys):
@@ -310,6 +311,8 @@ def test_bad_yaml_config_is_one_line(tmp_path, base, capsys, case):
 def test_missing_yaml_config_file(tmp_path, base, capsys):
     line = expect_error(["--config", str(tmp_path / "nope.yaml"), "--logdir", base["logdir"]], base["logdir"], capsys)
     assert f"--config: no such file '{tmp_path / 'nope.yaml'}'" in line
+    line = expect_error(["--config", str(tmp_path), "--logdir", base["logdir"]], base["logdir"], capsys)
+    assert f"--config: '{tmp_path}' is a folder, not a YAML file" in line
 
 
 # -- whole process: exit code and no traceback; a real bug keeps its traceback ----------------------------

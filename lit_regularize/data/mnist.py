@@ -1,6 +1,8 @@
 """MNIST / Fashion-MNIST (torchvision's raw idx layout): balanced subsets, optional augmentation."""
 from __future__ import annotations
 
+import contextlib
+
 import functools
 import os
 from pathlib import Path
@@ -64,9 +66,13 @@ def fetch_images(name: str, root: Path) -> Path:
         if p.is_symlink() and not p.exists():  # never replaced by a download, never deleted
             raise DataError(f"{p} is a broken symbolic link; fix or remove it")
     if not all(p.is_file() for p in files):
+        created = [d for d in (raw, raw.parent, Path(root)) if not d.exists()]  # innermost first
         try:
             cls(str(root), train=True, download=True)
         except Exception as e:  # noqa: BLE001 - any network/permission failure becomes one line
+            for d in created:  # a failed download leaves no empty folders in a mistyped --data-dir
+                with contextlib.suppress(OSError):
+                    d.rmdir()
             raise DataError(f"{name}: idx files not found in {raw} and downloading failed "
                             f"({type(e).__name__}); put them there or pass --data-dir / "
                             f"set LIT_REGULARIZE_DATA_DIR") from None
