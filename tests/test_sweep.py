@@ -360,6 +360,11 @@ def test_resuming_with_another_space_or_other_settings_is_one_error(tmp_path, qu
     assert len(load(storage.storage_url(None, "rs"), "rs").trials) == 1  # no trial started
     assert sweep_main([*flags({**quick, "progress": False, "hidden": 12}), *args[:-1], "2",
                        "--allow-changed-settings"]) == 0
+    study = load(storage.storage_url(None, "rs"), "rs")  # the change is recorded and the report says so
+    assert study.user_attrs["settings_changes"] == [{"from_trial": 1, "changes": [["hidden", 8, 12]]}]
+    assert study.user_attrs["fixed"]["hidden"] == 12
+    report = (Path(quick["logdir"]) / "rs" / "report" / "report.md").read_text()
+    assert "fixed settings changed from trial 1 on (--hidden 8 -> 12" in report
 
 
 def test_trial_line_and_dashboard_hint(monkeypatch):

@@ -120,6 +120,10 @@ def study_warnings(study: optuna.Study, space: Mapping[str, Any], max_epochs: in
                            f"range ({fmt(bound, '{:.4g}')}): the optimum may lie outside; widen the range")
     else:
         out.append("no trial completed: there is no best setting yet")
+    for change in study.user_attrs.get("settings_changes", []):
+        shown = ", ".join(f"--{k.replace('_', '-')} {old!r} -> {new!r}" for k, old, new in change["changes"])
+        out.append(f"fixed settings changed from trial {change['from_trial']} on ({shown}, "
+                   "--allow-changed-settings): trials before and after are not comparable")
     if n < MIN_TRIALS_FOR_IMPORTANCE:
         out.append(f"only {n} finished trial(s): parameter importances need at least {MIN_TRIALS_FOR_IMPORTANCE} "
                    "to mean much")

@@ -131,6 +131,12 @@ class Sweep:
             shown = ", ".join(f"{flag(k)} {old!r} -> {new!r}" for k, old, new in changed)
             raise ConfigError(f"study {self.study_name} was started with other fixed settings ({shown}); its trials "
                               "would not be comparable: use a new --study-name, or --allow-changed-settings")
+        if changed:  # allowed: recorded, so the report says which trials ran under which settings
+            history = study.user_attrs.get("settings_changes", [])
+            history.append({"from_trial": len(study.get_trials(deepcopy=False)),
+                            "changes": [[k, old, new] for k, old, new in changed]})
+            study.set_user_attr("settings_changes", history)
+            study.set_user_attr("fixed", self.fixed)
 
 
 def changed_settings(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
