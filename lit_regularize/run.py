@@ -263,19 +263,22 @@ def _fill(summary: RunSummary, cfg: Config, trainer: pl.Trainer, history: dict[s
 
 def _log_hparams(logger: RunLogger, cfg: Config, summary: RunSummary, extra_keys: Sequence[str],
                  again: bool) -> None:
-    """The HParams record: the experiment's settings, booleans as booleans, with the run's real metrics."""
-    nan = float("nan")
-    metrics = {"hp/best_val_loss": summary.best_val_loss, "hp/best_val_acc": summary.best_val_acc}
-    if summary.test:
-        metrics.update({"hp/test_acc_best": summary.test["best"]["acc"], "hp/test_acc_last": summary.test["last"]["acc"]})
-    metrics = {k: (nan if v is None else v) for k, v in metrics.items()}
-    if again:  # a resumed run that already has its HParams record only updates the metrics
-        logger.log_metrics(metrics, step=0)
+    """The HParams record: the experiment's settings, booleans as booleans, with the run's real metrics.
+
+    The metrics are scalars users already read beside the curves (no `hp/` group of single points at step 0 on
+    TensorBoard's landing page): val/best_loss|acc, one point at the best epoch, and the test passes' own
+    test_best/acc and test_last/acc."""
+    best = {"val/best_loss": summary.best_val_loss, "val/best_acc": summary.best_val_acc}
+    if summary.best_epoch is not None:
+        logger.log_metrics({k: v for k, v in best.items() if v is not None}, step=summary.best_epoch)
+    metrics = {**best, **({"test_best/acc": summary.test["best"]["acc"], "test_last/acc": summary.test["last"]["acc"]}
+                          if summary.test else {})}
+    if again:  # a resumed run that already has its HParams record: the scalars above update its metrics
         return
     values = cfg.to_dict()
     params = {k: values[k] for k in (*HPARAM_KEYS, *extra_keys) if k in values}
     params = {k: (v if isinstance(v, (bool, int, float, str)) else str(v)) for k, v in params.items()}
-    logger.log_hyperparams(params, metrics)
+    logger.log_hyperparams(params, {k: (float("nan") if v is None else v) for k, v in metrics.items()})
 
 
 def _has_hparams_record(run_dir: os.PathLike) -> bool:

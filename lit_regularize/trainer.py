@@ -51,14 +51,14 @@ class RunLogger(TensorBoardLogger):
     def log_hyperparams(self, params: Any, metrics: Optional[dict[str, Any]] = None,
                         step: Optional[int] = None) -> None:
         # Lightning logs the model's init args at fit start; hparams.yaml keeps the resolved config instead
-        # (set by run()), and the HParams session is written by run() once the metrics are known.
+        # (set by run()), and the HParams session is written by run() once the metrics are known. The metric
+        # values are not logged here: run() has them as scalars at their own epochs already.
         if metrics is None:
             return
         from torch.utils.tensorboard.summary import hparams
 
         params = dict(params)
         booleans = {k for k, v in params.items() if isinstance(v, bool)}
-        self.log_metrics(metrics, 0)
         writer = self.experiment._get_file_writer()
         for record in hparams(params, metrics):
             writer.add_summary(_booleans_as_booleans(record, booleans), 0)

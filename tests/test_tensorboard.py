@@ -86,7 +86,7 @@ def test_per_epoch_scalars_share_the_1_based_epoch_axis_and_no_epoch_scalar_is_w
     s = run(make_config({**quick, "name": "axis", "reg": "l1", "early_stopping": False}))
     acc = _events(s["log_dir"])
     tags = set(acc.Tags()["scalars"])
-    per_epoch = {t for t in tags if t.split("/")[0] in ("train", "val", "weights")}
+    per_epoch = {t for t in tags if t.split("/")[0] in ("train", "val", "weights") and "/best_" not in t}
     assert {"train/loss", "train/acc", "train/penalty", "val/loss", "val/acc", "weights/layer0_mean_abs",
             "weights/layer0_near_zero", "weights/layer2_near_zero"} <= per_epoch
     for tag in per_epoch:
@@ -133,13 +133,15 @@ def test_hparams_hold_the_experiment_settings_with_booleans_as_booleans_and_real
     (experiment,) = [r.experiment for r in records if r.HasField("experiment")]
     types = {h.name: h.type for h in experiment.hparam_infos}
     assert types["batchnorm"] == api_pb2.DATA_TYPE_BOOL and types["lr"] == api_pb2.DATA_TYPE_FLOAT64
-    assert {m.name.tag for m in experiment.metric_infos} == {"hp/best_val_loss", "hp/best_val_acc",
-                                                              "hp/test_acc_best", "hp/test_acc_last"}
+    assert {m.name.tag for m in experiment.metric_infos} == {"val/best_loss", "val/best_acc",
+                                                              "test_best/acc", "test_last/acc"}
+    assert not [t for t in _events(s.log_dir).Tags()["scalars"] if t.startswith("hp")]  # no landing-page group
+    assert [e.step for e in _events(s.log_dir).Scalars("val/best_loss")] == [s.best_epoch]
     acc = _events(s.log_dir)
-    assert acc.Scalars("hp/best_val_loss")[-1].value == pytest.approx(s.best_val_loss, rel=1e-6)
-    assert acc.Scalars("hp/best_val_acc")[-1].value == pytest.approx(s.best_val_acc, rel=1e-6)
-    assert acc.Scalars("hp/test_acc_best")[-1].value == pytest.approx(s.test["best"]["acc"], rel=1e-6)
-    assert acc.Scalars("hp/test_acc_last")[-1].value == pytest.approx(s.test["last"]["acc"], rel=1e-6)
+    assert acc.Scalars("val/best_loss")[-1].value == pytest.approx(s.best_val_loss, rel=1e-6)
+    assert acc.Scalars("val/best_acc")[-1].value == pytest.approx(s.best_val_acc, rel=1e-6)
+    assert acc.Scalars("test_best/acc")[-1].value == pytest.approx(s.test["best"]["acc"], rel=1e-6)
+    assert acc.Scalars("test_last/acc")[-1].value == pytest.approx(s.test["last"]["acc"], rel=1e-6)
     # hparams.yaml is the resolved config, the same as config.yaml and the summary's
     folder = Path(s.log_dir)
     hparams = yaml.safe_load((folder / "hparams.yaml").read_text())
@@ -169,7 +171,7 @@ def test_resumed_runs_keep_one_hparams_record_one_epoch_axis_and_a_current_hpara
                        s.history["val_loss"], rtol=1e-6)
     assert "epoch" not in acc.Tags()["scalars"]
     # the HParams metrics end at the finished run's values; hparams.yaml follows the new --max-epochs
-    assert acc.Scalars("hp/best_val_loss")[-1].value == pytest.approx(s.best_val_loss, rel=1e-6)
+    assert acc.Scalars("val/best_loss")[-1].value == pytest.approx(s.best_val_loss, rel=1e-6)
     hparams = yaml.safe_load((folder / "hparams.yaml").read_text())
     assert hparams == yaml.safe_load((folder / "config.yaml").read_text()) == s.config
     assert hparams["max_epochs"] == 6
@@ -191,11 +193,11 @@ def test_sweep_trials_and_the_refit_log_the_searched_settings_as_hparams(quick, 
     assert values["batchnorm"] == ("bool_value", trial.params["batchnorm"])
     names = {m.name.tag for r in _hparams_records(trial.user_attrs["run_dir"]) if r.HasField("experiment")
              for m in r.experiment.metric_infos}
-    assert names == {"hp/best_val_loss", "hp/best_val_acc"}  # a trial never sees the test set
+    assert names == {"val/best_loss", "val/best_acc"}  # a trial never sees the test set
     refit = study_mod.refit_best(study)
     refit_values = _hparam_values(_sessions(refit["run_dir"])[0])
     assert set(refit_values) == set(values)  # the refit's row has the trials' columns
-    assert "hp/test_acc_best" in _events(refit["run_dir"]).Tags()["scalars"]
+    assert "test_best/acc" in _events(refit["run_dir"]).Tags()["scalars"]
 
 
 def test_every_run_logs_weight_histograms_and_exact_sparsity(quick):
@@ -294,9 +296,9 @@ def test_real_tensorboard_server_serves_scalars_and_hparams_with_real_metrics(qu
         assert "weights/layer0" in _get(port, "/plugin/histograms/tags")[run_name]
         metrics = {m["name"]["tag"]: m["value"] for m in groups[0]["metricValues"]}
         assert "hp_metric" not in metrics and "hp_metric" not in tags
-        assert metrics["hp/best_val_loss"] == pytest.approx(s["best_val_loss"], rel=1e-6)
-        assert metrics["hp/best_val_acc"] == pytest.approx(s["best_val_acc"], rel=1e-6)
-        assert metrics["hp/test_acc_best"] == pytest.approx(s["test"]["best"]["acc"], rel=1e-6)
+        assert metrics["val/best_loss"] == pytest.approx(s["best_val_loss"], rel=1e-6)
+        assert metrics["val/best_acc"] == pytest.approx(s["best_val_acc"], rel=1e-6)
+        assert metrics["test_best/acc"] == pytest.approx(s["test"]["best"]["acc"], rel=1e-6)
         experiment = _get(port, "/plugin/hparams/experiment", {"experimentName": ""})
         hparams = {h["name"] for h in experiment["hparamInfos"]}
         assert {"lr", "hidden", "reg", "dropout", "l2"} <= hparams
