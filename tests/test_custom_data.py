@@ -125,6 +125,21 @@ def test_npz_dense_labels_remapped_and_held_out(tmp_path):
     assert len(dm.test_set) == len(rec["test_idx"]) == pytest.approx(24, abs=2)
 
 
+def test_npz_features_on_very_different_scales_are_used_as_given_with_one_warning(tmp_path, capsys):
+    rng = np.random.RandomState(0)
+    x = rng.randn(60, 3) * np.array([0.1, 1.0, 1000.0])  # like raw wine: proline beside hue
+    np.savez(tmp_path / "raw.npz", x_train=x, y_train=np.arange(60) % 2)
+    dm = NpzDataModule(tmp_path / "raw.npz", **SPLIT)
+    dm.setup("fit")
+    dm.setup("test")
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1 and "standardize them" in err and "raw.npz" in err
+    assert torch.allclose(dm.data.splits["train"].x, torch.tensor(x, dtype=torch.float32))  # not rescaled
+    np.savez(tmp_path / "std.npz", x_train=rng.randn(60, 3), y_train=np.arange(60) % 2)
+    setup(NpzDataModule(tmp_path / "std.npz", **SPLIT))
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_npz_with_test_split_and_csr(tmp_path):
     rng = np.random.RandomState(0)
     dense = (rng.rand(60, 20) < 0.2).astype(np.float32)
