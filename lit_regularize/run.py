@@ -151,6 +151,9 @@ def run(cfg: Config, extra_callbacks: Sequence[pl.Callback] = (), resume: Option
     dm.setup("fit")  # bad data fails here, before any folder is created
     model = build_model(cfg, dm.n_features, dm.n_classes)
     rundir = _run_dir(cfg, resume)
+    if resume is not None:  # wall_time counts every session of the run, not only this one
+        with contextlib.suppress(Exception):
+            t_start -= RunSummary.read(rundir.path).wall_time or 0.0
     logger = RunLogger(save_dir=str(rundir.path.parent), name="", version=rundir.path.name, default_hp_metric=False)
     logger.hparams.update(cfg.to_dict())  # hparams.yaml holds the resolved config
     callbacks = make_callbacks(rundir.checkpoint_dir, dm.has_validation, cfg.patience, cfg.early_stopping,

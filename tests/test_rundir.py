@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -46,8 +47,11 @@ def test_resume_after_a_new_best_reports_the_true_best_checkpoint(quick, scripte
     rundir = RunDir.latest(cfg.logdir, "cut")
     cut = json.loads((rundir.path / "summary.json").read_text())
     assert cut["status"] == "interrupted" and cut["exit_code"] == 130 and cut["best_epoch"] == 2
+    t0 = time.perf_counter()
     s = run(cfg, resume=rundir)
     assert s.history["val_loss"] == pytest.approx(CURVE) and s.best_epoch == 4
+    elapsed = time.perf_counter() - t0  # both sessions count in wall_time
+    assert cut["wall_time"] + 0.9 * elapsed <= s.wall_time <= cut["wall_time"] + elapsed
     assert s.best_checkpoint == "checkpoints/best-epoch004.ckpt"
     assert sorted(p.name for p in rundir.checkpoint_dir.glob("best-*")) == ["best-epoch004.ckpt"]
     ckpt = torch.load(s.path(s.best_checkpoint), weights_only=True)
