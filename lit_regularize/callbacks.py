@@ -10,8 +10,10 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-HISTORY_KEYS = {"train_loss": "train/loss", "train_acc": "train/acc", "train_penalty": "train/penalty",
-                "val_loss": "val/loss", "val_acc": "val/acc"}
+from lit_regularize.summary import HISTORY_KEYS as SUMMARY_HISTORY_KEYS, empty_history
+
+# history key -> logged metric (train_loss -> train/loss, ...): the summary's per-epoch keys besides epoch and time
+HISTORY_KEYS = {k: k.replace("_", "/", 1) for k in SUMMARY_HISTORY_KEYS if k not in ("epoch", "epoch_time")}
 
 
 def _value(metrics: dict[str, Any], key: str) -> float | None:
@@ -23,7 +25,7 @@ class History(pl.Callback):
     """Per-epoch train/val metrics and wall time; saved in checkpoints together with the RNG states."""
 
     def __init__(self) -> None:
-        self.history: dict[str, list] = {"epoch": [], "epoch_time": [], **{k: [] for k in HISTORY_KEYS}}
+        self.history: dict[str, list] = empty_history()
         self._t0 = 0.0
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -20,7 +20,8 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import yaml
 
-from lit_regularize.config import FIELDS, Config, check_keys, configs_dir, load_yaml, make_config, preset_defaults
+from lit_regularize.config import (DISPLAY_ONLY, FIELDS, Config, check_keys, configs_dir, load_yaml, make_config,
+                                   preset_defaults)
 from lit_regularize.errors import ConfigError, UserError
 from lit_regularize.files import write_json
 from lit_regularize.summary import RunSummary
@@ -152,11 +153,8 @@ def finished_run(cfg: Config) -> Optional[RunSummary]:
     return None
 
 
-_NOT_IDENTITY = ("progress", "num_workers")
-
-
 def _identity(config: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if k not in _NOT_IDENTITY}
+    return {k: v for k, v in config.items() if k not in DISPLAY_ONLY}
 
 
 def run_study(configs: Mapping[str, Sequence[Config]], rerun: bool = False,

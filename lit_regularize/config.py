@@ -139,7 +139,7 @@ class Config:
     @property
     def data_kind(self) -> str:
         """imdb | mnist | fashion_mnist, or the KIND of --data KIND:PATH."""
-        return self.data.split(":", 1)[0] if ":" in self.data else self.data
+        return data_kind(self.data)
 
     @property
     def data_path(self) -> Optional[Path]:
@@ -178,6 +178,9 @@ class Config:
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 HINTS = typing.get_type_hints(Config)
+# Settings that never change a run's result (only what is shown and how batches are loaded): a finished run with
+# other values is the same run (compare reuses it), a study may resume with other values.
+DISPLAY_ONLY = ("progress", "num_workers")
 # Settings a resumed run may change: they cannot change the model, the data or the split.
 RESUMABLE = ("max_epochs", "patience", "early_stopping", "progress", "accelerator", "devices", "strategy",
              "num_workers", "data_dir", "histogram_every")
@@ -376,9 +379,14 @@ def coerce_int(value: Any) -> int:
     return int(value)
 
 
+def data_kind(data: str) -> str:
+    """imdb | mnist | fashion_mnist, or the KIND of a --data KIND:PATH value."""
+    return data.split(":", 1)[0] if ":" in data else data
+
+
 def preset_defaults(data: str, reg: str) -> dict[str, Any]:
     """Field defaults once the data and regularizer presets are applied (what --help shows)."""
-    kind = data.split(":", 1)[0] if ":" in data else data
+    kind = data_kind(data)
     out = {name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())  # type: ignore[misc]
            for name, f in FIELDS.items()}
     out.update(DATA_PRESETS.get(kind, {}))
@@ -419,7 +427,8 @@ def config_from_file(path: str | os.PathLike) -> Config:
     return make_config(load_yaml(path, "config"), source=str(path))
 
 
-__all__ = ["Config", "FIELDS", "HINTS", "GROUPS", "RESUMABLE", "REG_PRESETS", "DATA_PRESETS", "BUILTIN_DATA",
-           "IMAGE_DATA", "CUSTOM_KINDS", "make_config", "load_yaml", "check_keys", "coerce", "preset_defaults",
+__all__ = ["Config", "FIELDS", "HINTS", "GROUPS", "DISPLAY_ONLY", "RESUMABLE", "REG_PRESETS", "DATA_PRESETS",
+           "BUILTIN_DATA",
+           "IMAGE_DATA", "CUSTOM_KINDS", "data_kind", "make_config", "load_yaml", "check_keys", "coerce", "preset_defaults",
            "minimal_overrides", "to_yaml", "config_from_file", "configs_dir", "resolve_config_path", "flag",
            "choices_of", "base_type", "validate"]

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from lit_regularize.config import data_kind
 from lit_regularize.errors import UserError
 from lit_regularize.files import atomic_write, write_json
 from lit_regularize.predict import (CLASS_NAMES, IMAGE_SIZE, find_checkpoint, input_size, is_own_data, load_model,
@@ -77,7 +78,7 @@ def metadata(cfg: dict[str, Any], fmt: str, checkpoint: Path, input_size: int,
                             "input_size": input_size, "input_dtype": "float32"}
     if is_own_data(cfg):
         rundir = RunDir(checkpoint.parent.parent)
-        kind = data.split(":", 1)[0]
+        kind = data_kind(data)
         text, artifact = OWN_INPUTS[kind]
         binary = bool(getattr(model, "binary", False))
         n = n_outputs(model) if model is not None else None

@@ -80,4 +80,4 @@ def write_yaml(path: str | os.PathLike, obj: Any) -> Path:
 
 def read_json(path: str | os.PathLike) -> Any:
     """Read a JSON file written by write_json."""
-    return json.loads(Path(path).read_text())
+    return json.loads(Path(path).read_text(encoding="utf-8"))  # JSON is UTF-8, whatever the locale

@@ -76,10 +76,11 @@ def curve_band(curves: Sequence[Sequence[Optional[float]]]) -> tuple[np.ndarray,
     keep = ~np.all(np.isnan(grid), axis=0)  # a kept column has a value, so nanmean never sees an empty one
     grid = grid[:, keep]
     count = np.sum(~np.isnan(grid), axis=0)
+    mean = np.nanmean(grid, axis=0)
     # the sample std (n - 1), as the tables' mean ± std; an epoch only one run reached has no spread
-    dev = np.where(np.isnan(grid), 0.0, grid - np.nanmean(grid, axis=0))
+    dev = np.where(np.isnan(grid), 0.0, grid - mean)
     std = np.sqrt(np.sum(dev ** 2, axis=0) / np.maximum(count - 1, 1))
-    return np.arange(1, n + 1)[keep], np.nanmean(grid, axis=0), std
+    return np.arange(1, n + 1)[keep], mean, std
 
 
 def epochs_run(history: Mapping[str, Sequence]) -> int:

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from lit_regularize.config import CUSTOM_KINDS
+from lit_regularize.config import CUSTOM_KINDS, data_kind
 from lit_regularize.errors import DataError, UserError
 from lit_regularize.rundir import RunDir
 from lit_regularize.text import WORD_INDEX_FILE, encode_texts, load_word_index
@@ -60,12 +60,11 @@ IDX_IMAGES_MAGIC = b"\x00\x00\x08\x03"
 def run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
     """The run's resolved settings as a plain dict (RunDir.read_settings: config.yaml, else summary.json's)."""
     d = Path(run_dir).expanduser()
-    if not d.is_dir():
+    if not d.is_dir():  # named as the user gave it (RunDir's path is absolute)
         raise UserError(f"run folder {d} not found")
     cfg = RunDir(d).read_settings()
     data = cfg.get("data")
-    if data not in CLASS_NAMES and not (isinstance(data, str) and data.split(":", 1)[0] in CUSTOM_KINDS
-                                        and ":" in data):
+    if data not in CLASS_NAMES and not (isinstance(data, str) and ":" in data and data_kind(data) in CUSTOM_KINDS):
         raise DataError(f"{d}: the run's config names no known dataset (data: {data!r})")
     return cfg
 
@@ -314,10 +313,11 @@ class Predictor:
             return self.reader(str(item))
         if self.data == "imdb":
             raise UserError("IMDB runs predict from review texts, not files (see predict --help)")
+        from lit_regularize.data.predict_inputs import row_names
+
         images = self.images([item])
         shown = str(item) if isinstance(item, (str, os.PathLike)) else "input"
-        return ([shown] if len(images) == 1 else [f"{shown}[{i}]" for i in range(len(images))]), \
-            self.image_dataset(images)
+        return row_names(shown, len(images)), self.image_dataset(images)
 
     # -- prediction -------------------------------------------------------------------------------------
     @property
@@ -399,7 +399,7 @@ def load(run_dir: str | os.PathLike, last: bool = False, word_index: Optional[st
         if len(names) != n_outputs(model):
             raise DataError(f"{run_dir}: classes.json names {len(names)} classes but the model has "
                             f"{n_outputs(model)}")
-        return Predictor(model, data.split(":", 1)[0], ckpt, num_words=cfg.get("num_words"), batch_size=batch_size,
+        return Predictor(model, data_kind(data), ckpt, num_words=cfg.get("num_words"), batch_size=batch_size,
                          names=tuple(names), reader=read)
     if data == "imdb":
         path = Path(word_index) if word_index else default_word_index_path(cfg, data_dir)

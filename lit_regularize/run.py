@@ -153,7 +153,7 @@ def run(cfg: Config, extra_callbacks: Sequence[pl.Callback] = (), resume: Option
     rundir = _run_dir(cfg, resume)
     if resume is not None:  # wall_time counts every session of the run, not only this one
         with contextlib.suppress(Exception):
-            t_start -= RunSummary.read(rundir.path).wall_time or 0.0
+            t_start -= (rundir.read_summary() or RunSummary()).wall_time or 0.0
     logger = RunLogger(save_dir=str(rundir.path.parent), name="", version=rundir.path.name, default_hp_metric=False)
     logger.hparams.update(cfg.to_dict())  # hparams.yaml holds the resolved config
     callbacks = make_callbacks(rundir.checkpoint_dir, dm.has_validation, cfg.patience, cfg.early_stopping,

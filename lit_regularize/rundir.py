@@ -18,7 +18,7 @@ from typing import Any, Mapping, Optional
 
 from lit_regularize.config import RESUMABLE, Config, config_from_file, flag, to_yaml
 from lit_regularize.errors import ConfigError, DataError, UserError
-from lit_regularize.files import atomic_write
+from lit_regularize.files import atomic_write, read_json, write_json
 from lit_regularize.summary import SUMMARY, RunSummary
 
 CONFIG, SPLIT, CHECKPOINTS, LAST = "config.yaml", "split.npz", "checkpoints", "last.ckpt"
@@ -156,17 +156,13 @@ class RunDir:
     def read_settings(self) -> dict[str, Any]:
         """The saved settings as a plain dict, unvalidated (config.yaml, else summary.json's config): what predict
         and export read, so a run folder of an older version (or whose data is gone) still loads."""
-        import json
-
         import yaml
 
-        if not self.path.is_dir():
-            raise UserError(f"run folder {self.path} not found")
         try:
             if (self.path / CONFIG).is_file():
                 cfg = yaml.safe_load((self.path / CONFIG).read_text())
             elif (self.path / SUMMARY).is_file():
-                cfg = json.loads((self.path / SUMMARY).read_text()).get("config")
+                cfg = read_json(self.path / SUMMARY).get("config")
             else:
                 raise UserError(f"{self.path}: no {CONFIG} or {SUMMARY}; "
                                 "is it a run folder (<logdir>/<name>/version_k)?")
@@ -178,24 +174,16 @@ class RunDir:
 
     def write_artifacts(self, artifacts: Mapping[str, Any]) -> list[Path]:
         """JSON files (name -> JSON-able content) beside the checkpoints: what encoding new inputs needs."""
-        import json
-
-        written = []
-        for name, content in artifacts.items():
-            text = json.dumps(content, indent=1, ensure_ascii=False).encode("utf-8")
-            written.append(atomic_write(self.path / name, lambda f, t=text: f.write(t)))
-        return written
+        return [write_json(self.path / name, content) for name, content in artifacts.items()]
 
     def read_artifact(self, name: str) -> Any:
         """A JSON artifact written by write_artifacts; missing or unreadable is one DataError line."""
-        import json
-
         p = self.path / name
         if not p.is_file():
             raise DataError(f"{self.path}: no {name} in the run folder (saved at training time; the run is "
                             "incomplete or older than predicting on own data)")
         try:
-            return json.loads(p.read_text(encoding="utf-8"))
+            return read_json(p)
         except (OSError, UnicodeDecodeError, ValueError) as e:
             raise DataError(f"{p}: not readable JSON ({type(e).__name__})") from None
 

@@ -1,7 +1,6 @@
 """What every bench section shares: min/median of repeated timings and the one-line machine description."""
 from __future__ import annotations
 
-import os
 import platform
 import statistics
 from typing import Any, Callable, Sequence
@@ -15,20 +14,14 @@ def spread(values: Sequence[float], key: str) -> dict[str, Any]:
     return {key: values, f"min_{key}": min(values), f"median_{key}": statistics.median(values)}
 
 
-def cpu_cores() -> int:
-    """Cores this process may run on (the affinity mask, not the host's count a container may show)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def machine() -> str:
     """One line naming the machine the tables were measured on."""
     import torch
 
-    return (f"{platform.processor() or platform.machine()}, {cpu_cores()} CPU cores, torch {torch.__version__}, "
+    from lit_regularize.sweep.workers import usable_cpus  # the cores sweep workers split, as counted there
+
+    return (f"{platform.processor() or platform.machine()}, {usable_cpus()} CPU cores, torch {torch.__version__}, "
             f"{torch.get_num_threads()} threads, Python {platform.python_version()}")
 
 
-__all__ = ["Progress", "spread", "cpu_cores", "machine"]
+__all__ = ["Progress", "spread", "machine"]

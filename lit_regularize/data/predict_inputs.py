@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from lit_regularize.config import data_kind
 from lit_regularize.errors import DataError
 from lit_regularize.rundir import RunDir
 
@@ -60,7 +61,8 @@ def files_of(item: str | os.PathLike, suffixes: tuple[str, ...], what: str) -> l
     return files
 
 
-def _row_names(shown: str, n: int) -> list[str]:
+def row_names(shown: str, n: int) -> list[str]:
+    """How predict names the examples of one input: the input itself, or input[i] when it holds several."""
     return [shown] if n == 1 else [f"{shown}[{i}]" for i in range(n)]
 
 
@@ -125,7 +127,7 @@ def csv_reader(rundir: RunDir) -> Reader:
         table = Table(np.asarray(nums, np.float32).reshape(n, len(num_at)),
                       np.asarray(codes, np.int32).reshape(n, len(cat_at)), np.zeros(n, np.int64),
                       np.asarray(lines, np.int64))
-        return _row_names(item, n), TableDataset(table, None, prep)
+        return row_names(item, n), TableDataset(table, None, prep)
 
     return read
 
@@ -177,7 +179,7 @@ def npz_reader(n_features: int, dense: bool) -> Reader:
                                  n_features, dense)
         else:
             ds = CSRValuesDataset(*(torch.from_numpy(a) for a in csr), labels, None, n_features)
-        return _row_names(item, n), ds
+        return row_names(item, n), ds
 
     return read
 
@@ -228,7 +230,7 @@ def image_reader(rundir: RunDir) -> Reader:
 
 def reader(rundir: RunDir, settings: dict[str, Any], n_features: int) -> tuple[Reader, list[str]]:
     """(the input reader, the class names) of an own-data run; a missing or damaged artifact is one DataError."""
-    kind = str(settings["data"]).split(":", 1)[0]
+    kind = data_kind(str(settings["data"]))
     names = rundir.read_artifact("classes.json")
     if not isinstance(names, list) or len(names) < 2 or not all(isinstance(n, str) for n in names):
         raise DataError(f"{rundir.path / 'classes.json'}: expected a list of two or more class names")
@@ -246,4 +248,4 @@ def reader(rundir: RunDir, settings: dict[str, Any], n_features: int) -> tuple[R
     return read, names
 
 
-__all__ = ["reader", "csv_reader", "npz_reader", "text_reader", "image_reader", "files_of", "Reader"]
+__all__ = ["reader", "csv_reader", "npz_reader", "text_reader", "image_reader", "files_of", "row_names", "Reader"]

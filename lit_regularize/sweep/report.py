@@ -16,7 +16,7 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from lit_regularize.config import make_config, minimal_overrides
+from lit_regularize.config import flag, make_config, minimal_overrides
 from lit_regularize.errors import ConfigError
 from lit_regularize.sweep.space import edge_of_range, parse_space
 from lit_regularize.sweep.storage import shown_url
@@ -121,7 +121,7 @@ def study_warnings(study: optuna.Study, space: Mapping[str, Any], max_epochs: in
     else:
         out.append("no trial completed: there is no best setting yet")
     for change in study.user_attrs.get("settings_changes", []):
-        shown = ", ".join(f"--{k.replace('_', '-')} {old!r} -> {new!r}" for k, old, new in change["changes"])
+        shown = ", ".join(f"{flag(k)} {old!r} -> {new!r}" for k, old, new in change["changes"])
         out.append(f"fixed settings changed from trial {change['from_trial']} on ({shown}, "
                    "--allow-changed-settings): trials before and after are not comparable")
     if n < MIN_TRIALS_FOR_IMPORTANCE:

@@ -11,7 +11,7 @@ from typing import Any, Optional
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from lit_regularize.config import FIELDS, Config, flag, make_config
+from lit_regularize.config import DISPLAY_ONLY, FIELDS, Config, flag, make_config
 from lit_regularize.errors import ConfigError
 from lit_regularize.sweep.space import parse_space, space_difference
 from lit_regularize.sweep.storage import local_file, make_pruner, make_sampler, open_storage
@@ -21,8 +21,7 @@ METRIC = "val/loss"
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # Fixed settings a resumed study may change: they change neither the data, the model nor the training.
-HARMLESS = ("progress", "accelerator", "devices", "num_workers", "data_dir", "histogram_every", "logdir",
-            "kfold_workers")
+HARMLESS = (*DISPLAY_ONLY, "accelerator", "devices", "data_dir", "histogram_every", "logdir", "kfold_workers")
 
 
 def quiet_optuna() -> None:
