@@ -1,7 +1,6 @@
 """The Trainer every run uses: its logger, checkpoints, early stopping and progress bar."""
 from __future__ import annotations
 
-import io
 import os
 import sys
 import warnings
@@ -35,9 +34,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints written to a temp file and renamed: a kill mid-save never leaves a truncated .ckpt."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Optional[Any] = None) -> None:
-        buf = io.BytesIO()
-        torch.save(checkpoint, buf)
-        atomic_write(path, lambda f: f.write(buf.getbuffer()))
+        # Serialized straight into the temp file: through a BytesIO first, a 40 MB last.ckpt (hidden 512) took
+        # 65 ms instead of 37 ms on this VM, every epoch.
+        atomic_write(path, lambda f: torch.save(checkpoint, f))
 
 
 class RunLogger(TensorBoardLogger):

@@ -68,6 +68,29 @@ def test_imdb_section_reports_every_variant_with_ratios(imdb_dir, peers, capsys,
     assert out["imdb"]["peak_rss_mb"] > 50
 
 
+def test_lit_epochs_are_timed_start_to_start_so_checkpoint_writes_count(quick, monkeypatch):
+    """history["epoch_time"] ends before Lightning's checkpoint callbacks; the bench's clock must not."""
+    import time
+
+    from lit_regularize.bench.clock import EpochClock
+    from lit_regularize.config import make_config
+    from lit_regularize.run import run
+    from lit_regularize.trainer import AtomicCheckpointIO
+
+    write = AtomicCheckpointIO.save_checkpoint
+
+    def slow_write(self, *args, **kwargs):
+        time.sleep(0.3)
+        write(self, *args, **kwargs)
+    monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint", slow_write)
+    clock = EpochClock()
+    summary = run(make_config(quick), extra_callbacks=[clock])
+    assert len(clock.times) == len(summary.history["epoch_time"]) == quick["max_epochs"]
+    # every epoch writes last.ckpt (and best on the first); the final epoch's write counts too
+    assert all(t >= 0.3 for t in clock.times)
+    assert all(c > h + 0.25 for c, h in zip(clock.times, summary.history["epoch_time"]))
+
+
 def test_mnist_section_times_lit_loop_and_notebook_variants(mnist_dir, capsys):
     rc = bench.main(["mnist", "--data-dir", str(mnist_dir), "--n-per-class", "3", "--mnist-epochs", "2", "--json"])
     assert rc == 0

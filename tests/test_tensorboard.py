@@ -212,6 +212,29 @@ def test_every_run_logs_weight_histograms_and_exact_sparsity(quick):
     assert acc.Scalars("weights/layer0_mean_abs")[-1].value == pytest.approx(float(w.abs().mean()), rel=1e-5)
     hist = acc.Histograms("weights/layer0")[-1].histogram_value
     assert hist.num == w.numel() and hist.min == pytest.approx(float(w.min()))
+    assert hist.max == pytest.approx(float(w.max())) and sum(hist.bucket) == w.numel()
+    assert hist.sum == pytest.approx(float(w.double().sum()), abs=1e-6)
+    assert hist.sum_squares == pytest.approx(float((w.double() ** 2).sum()), rel=1e-6)
+    # the buckets hold the weights: counts per bucket equal a histogram over the logged limits
+    edges = np.concatenate([[hist.min], hist.bucket_limit])
+    expected, _ = np.histogram(w.double().numpy(), bins=edges)
+    assert np.abs(np.asarray(hist.bucket) - expected).sum() <= 2  # float rounding at a bucket edge
+
+
+def test_histogram_of_equal_values_is_one_bucket(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    from lit_regularize.tb_extras import add_histogram
+
+    with SummaryWriter(str(tmp_path)) as writer:
+        add_histogram(writer, "w", torch.full((5,), 0.25), 3)
+        add_histogram(writer, "v", torch.arange(10.0), 4)
+    acc = _events(tmp_path)
+    (one,) = acc.Histograms("w")
+    h = one.histogram_value
+    assert one.step == 3 and list(h.bucket) == [5] and h.min == h.max == 0.25 and h.sum == 1.25
+    h = acc.Histograms("v")[0].histogram_value
+    assert sum(h.bucket) == 10 and (h.min, h.max, h.sum, h.sum_squares) == (0, 9, 45, 285)
 
 
 def test_histogram_subsample_is_fixed_bounded_and_leaves_the_global_rng_alone():

@@ -1,6 +1,7 @@
 """IMDB epochs: lit_regularize's fit (sparse and dense first layer) beside the peer loops of peers_imdb.py.
 
-Seconds per epoch (train + validation; holdout 15,000 / 9,996, batch 512), the ratio of each variant's minimum to
+Seconds per epoch (the peers: train + validation; lit_regularize: wall time from one epoch's start to the next, so
+also its checkpoint writes and logging; holdout 15,000 / 9,996, batch 512), the ratio of each variant's minimum to
 keras' model.fit and to the lean sparse torch loop at the same hidden size, and the peak RSS of a full IMDB fit.
 """
 from __future__ import annotations
@@ -53,14 +54,17 @@ def check(data_dir: str, peers: ModuleType, variants: Sequence[str]) -> list[str
 
 def lit_epoch_times(data_dir: str, hidden: int, epochs: int, input_format: str, logdir: str) -> tuple[list[float],
                                                                                                     float]:
-    """Per-epoch seconds (train + validation) of run() as users run it, and its last val loss."""
+    """Per-epoch wall seconds (train, validation, checkpoints, logging) of run() as users run it, and its last
+    val loss."""
+    from lit_regularize.bench.clock import EpochClock
     from lit_regularize.run import run
 
     cfg = make_config({**BENCH_SPLIT, "data_dir": data_dir, "hidden": hidden, "max_epochs": epochs,
                        "early_stopping": False, "input_format": input_format, "logdir": logdir,
                        "name": f"bench_{input_format}_{hidden}", "progress": False, "accelerator": "cpu"})
-    summary = run(cfg)
-    return summary.history["epoch_time"], summary.history["val_loss"][-1]
+    clock = EpochClock()
+    summary = run(cfg, extra_callbacks=[clock])
+    return clock.times, summary.history["val_loss"][-1]
 
 
 def peak_rss_of_fit(data_dir: str, logdir: str, extra: Sequence[str] = ()) -> float:

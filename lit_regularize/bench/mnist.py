@@ -42,7 +42,9 @@ def check(data_dir: str, variants: Sequence[str]) -> list[str]:
 
 def lit_epoch_times(data_dir: str, augment: bool, n_per_class: int, epochs: int, batch_size: int,
                     seed: int) -> list[float]:
-    """Per-epoch seconds of run() as `fit --data fashion_mnist` runs it (no validation set: training only)."""
+    """Per-epoch wall seconds (training, checkpoint, logging) of run() as `fit --data fashion_mnist` runs it (no
+    validation set)."""
+    from lit_regularize.bench.clock import EpochClock
     from lit_regularize.config import make_config
     from lit_regularize.run import run
 
@@ -50,7 +52,9 @@ def lit_epoch_times(data_dir: str, augment: bool, n_per_class: int, epochs: int,
         cfg = make_config({"data": "fashion_mnist", "data_dir": data_dir, "n_per_class": n_per_class,
                            "augment": augment, "val_size": 0, "batch_size": batch_size, "max_epochs": epochs,
                            "seed": seed, "logdir": logdir, "progress": False, "accelerator": "cpu"})
-        return run(cfg, evaluate_test=False).history["epoch_time"]
+        clock = EpochClock()
+        run(cfg, evaluate_test=False, extra_callbacks=[clock])
+        return clock.times
 
 
 def epoch_times(variant: str, data_dir: str, n_per_class: int = 1000, epochs: int = 3, batch_size: int = 32,
