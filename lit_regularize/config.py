@@ -258,6 +258,10 @@ def validate(c: Config) -> None:
             bad(f"{flag(name)} must be >= {low}, got {v}")
     if c.kfold == 1 or c.kfold < 0:
         bad(f"--kfold must be 0 (off) or >= 2, got {c.kfold}")
+    if c.val_size is not None and c.val_on_test:
+        bad(f"--val-size {c.val_size} does not apply with --val-on-test (validation is the whole test set)")
+    if c.val_size is not None and c.kfold >= 2:
+        bad(f"--val-size {c.val_size} does not apply with --kfold (each fold validates 1/K of the training set)")
     if c.fold is not None and not (c.kfold >= 2 and 0 <= c.fold < c.kfold * c.kfold_repeats):
         bad(f"--fold {c.fold} needs --kfold K >= 2 and 0 <= fold < K * repeats")
     for name in ("l1_layers", "l2_layers"):

@@ -48,6 +48,11 @@ def quick(tmp_path, imdb_dir):
             "max_epochs": 3, "logdir": str(tmp_path / "logs"), "progress": False, "accelerator": "cpu"}
 
 
+def no_val_size(over: dict) -> dict:
+    """Overrides without val_size (for --val-on-test and --kfold, which refuse one)."""
+    return {k: v for k, v in over.items() if k != "val_size"}
+
+
 def flags(over: dict) -> list[str]:
     """Config overrides as fit.py / sweep.py command-line flags."""
     out = []

@@ -20,7 +20,7 @@ import pytest
 
 from conftest import ROOT
 from synthetic import idx_bytes, write_imdb, write_mnist
-from conftest import flags
+from conftest import flags, no_val_size
 from lit_regularize.data import imdb as imdb_mod
 from lit_regularize.data.imdb import IMDB_ORIGIN, IMDB_SHA256, fetch_imdb
 
@@ -243,7 +243,7 @@ def test_train_size_larger_than_the_data(mnist_dir, imdb_dir, base, capsys, data
 
 def test_kfold_with_more_folds_than_examples_leaves_no_run_folder(base, capsys):
     # the k-fold parent folder is claimed before the first fold meets the data; bad input must remove it again
-    line = expect_error(flags({**base, "train_size": 10, "kfold": 20}), base["logdir"], capsys)
+    line = expect_error(flags({**no_val_size(base), "train_size": 10, "kfold": 20}), base["logdir"], capsys)
     assert "--kfold 20 needs at least 20 training examples, got 10" in line, line
 
 
@@ -262,6 +262,9 @@ FLAG_CASES = {
     "hidden 0": (["--hidden", "0"], ["--hidden must be >= 1"]),
     "layers 0": (["--layers", "0"], ["--layers must be >= 1"]),
     "num_words 3": (["--num-words", "3"], ["--num-words must be >= 4"]),
+    # the base flags hold --val-size 60: a split size that would be silently ignored is refused
+    "val_size + val_on_test": (["--val-on-test"], ["--val-size 60 does not apply with --val-on-test"]),
+    "val_size + kfold": (["--kfold", "3"], ["--val-size 60 does not apply with --kfold"]),
 }
 
 

@@ -194,16 +194,21 @@ def test_csv_category_only_in_validation_maps_to_zeros(tmp_path):
     assert ("teal" in dm.artifacts()["preprocessing.json"]["categorical"]["color"]) == (where == "train")
 
 
-def test_csv_target_and_dropna(tmp_path):
+def test_csv_target_and_dropna(tmp_path, capsys):
     rows = tabular_rows(40)
     rows[3][1] = ""
     rows[7][0] = "NA"
     path = write_csv(tmp_path / "d.csv", ["label2", "x2", "color", "y"], [[r[3], r[1], r[2], r[0]] for r in rows])
     with pytest.raises(DataError, match=r"line 5, column 'x2': missing value ''.*--dropna"):
         setup(CSVDataModule(path, target="label2", **SPLIT))
+    capsys.readouterr()
     dm = setup(CSVDataModule(path, target="label2", dropna=True, **SPLIT))
     assert len(dm.data.tables["train"].labels) == 38 and dm.class_names == ["no", "yes"]
     assert dm.data.numeric_columns == ["x2", "y"]
+    # a user learns how much data --dropna cost, once
+    dm.setup("test")
+    err = capsys.readouterr().err
+    assert err.count("--dropna left out 2 of 40 rows of") == 1 and str(path) in err
 
 
 def test_stratified_holdout_is_seeded_and_stratified():

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import no_val_size
 from lit_regularize.config import make_config
 from lit_regularize.run import build_datamodule
 from lit_regularize.data.imdb import MultiHot, load_imdb
@@ -72,11 +73,11 @@ def test_holdout_split_is_seeded_disjoint_and_sized(imdb_dir, quick):
 
 
 def test_val_on_test_and_kfold_splits(imdb_dir, quick):
-    dm = build_datamodule(make_config({**quick, "val_on_test": True})); dm.setup()
+    dm = build_datamodule(make_config({**no_val_size(quick), "val_on_test": True})); dm.setup()
     assert dm.val_set is dm.test_set and len(dm.train_idx) == 240
     folds = []
     for k in range(4):
-        f = build_datamodule(make_config({**quick, "train_size": 100, "kfold": 4, "fold": k})); f.setup()
+        f = build_datamodule(make_config({**no_val_size(quick), "train_size": 100, "kfold": 4, "fold": k})); f.setup()
         assert len(f.val_idx) == 25 and len(f.train_idx) == 75
         folds.append(set(f.val_idx.tolist()))
     assert set().union(*folds) == set(f.train_idx.tolist()) | folds[-1]

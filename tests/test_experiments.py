@@ -13,7 +13,7 @@ import torch
 from matplotlib.collections import PolyCollection
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import ROOT, flags
+from conftest import ROOT, flags, no_val_size
 from lit_regularize.compare import available_studies, compare, load_study, read_runs, study_configs
 from lit_regularize.config import make_config
 from lit_regularize.errors import UserError
@@ -178,7 +178,7 @@ def test_compare_rejects_bad_input_in_one_line(tmp_path, capsys):
 
 
 def _kfold_overrides(quick: dict, logdir: Path, workers: int) -> dict:
-    return {**quick, "logdir": str(logdir), "kfold": 4, "train_size": 160, "max_epochs": 4, "lr": 0.01,
+    return {**no_val_size(quick), "logdir": str(logdir), "kfold": 4, "train_size": 160, "max_epochs": 4, "lr": 0.01,
             "kfold_workers": workers, "name": "kf"}
 
 

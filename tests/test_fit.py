@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, flags, real_data_or_skip, script_val_loss
+from conftest import ROOT, flags, no_val_size, real_data_or_skip, script_val_loss
 from lit_regularize.config import make_config
 from lit_regularize.cli.args import config_from_args
 from lit_regularize.run import run
@@ -226,7 +226,7 @@ def test_hflip_reaches_the_training_augmentation(mnist_dir, tmp_path, monkeypatc
 def test_val_on_test_validates_on_exactly_the_test_set(quick, capsys):
     """fit --val-on-test (the notebooks that validated on the test set): every training example trains, none is
     held out, and val/* of an epoch are the test scores of that epoch's weights."""
-    over = {**quick, "val_on_test": True, "early_stopping": False, "max_epochs": 4, "lr": 0.01, "name": "vot"}
+    over = {**no_val_size(quick), "val_on_test": True, "early_stopping": False, "max_epochs": 4, "lr": 0.01, "name": "vot"}
     assert fit.main(flags(over)) == 0
     run_dir = Path(quick["logdir"]) / "vot" / "version_0"
     s = json.loads((run_dir / "summary.json").read_text())

@@ -18,7 +18,7 @@ import numpy as np
 import optuna
 import pytest
 
-from conftest import ROOT, flags
+from conftest import ROOT, flags, no_val_size
 from lit_regularize.cli.sweep import main as sweep_main
 from lit_regularize.config import make_config
 from lit_regularize.errors import ConfigError
@@ -226,7 +226,7 @@ def test_kfold_trial_value_is_fit_kfolds_mean_curve_rule(quick):
     from lit_regularize.kfold import chosen_epoch, mean_curves
 
     study = optuna.create_study()
-    sw = api_sweep({**quick, "kfold": 2, "max_epochs": 3}, LR_SPACE)
+    sw = api_sweep({**no_val_size(quick), "kfold": 2, "max_epochs": 3}, LR_SPACE)
     study.optimize(objective_mod.make_objective(sw), n_trials=1)
     t = study.trials[0]
     assert t.state == States.COMPLETE

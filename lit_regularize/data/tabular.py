@@ -16,6 +16,7 @@ import csv
 import functools
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
@@ -50,6 +51,7 @@ class Tabular(NamedTuple):
     categories: list[list[str]]  # every value seen, per categorical column, in code order
     class_names: list[str]
     target: str
+    dropped: dict[str, int]  # rows --dropna left out, per file ('train', maybe 'test')
 
 
 def _is_missing(v: str) -> bool:
@@ -94,6 +96,7 @@ class _Scan(NamedTuple):
     n_rows: int
     labels: set
     first_inf: dict[int, int]  # column -> line of its first inf
+    dropped: int  # rows with a missing value, left out by --dropna
 
 
 def _scan(path: Path, columns: Optional[list[str]], target: Optional[str], dropna: bool) -> _Scan:
@@ -115,13 +118,14 @@ def _scan(path: Path, columns: Optional[list[str]], target: Optional[str], dropn
         candidates = [i for i in range(len(columns)) if i != t]
         first_inf: dict[int, int] = {}
         labels: set = set()
-        n = 0
+        n = dropped = 0
         for line, row in rows:
             if len(row) != ncols:
                 raise DataError(f"{path}: line {line} has {len(row)} fields but the header has {ncols}")
             bad = next((i for i in range(len(columns)) if _is_missing(row[order[i]])), None)
             if bad is not None:
                 if dropna:
+                    dropped += 1
                     continue
                 raise DataError(f"{path}: line {line}, column {columns[bad]!r}: missing value "
                                 f"{row[order[bad]]!r} (fill it in, or drop such rows with --dropna)")
@@ -139,7 +143,7 @@ def _scan(path: Path, columns: Optional[list[str]], target: Optional[str], dropn
             if not all(numeric[i] for i in candidates):
                 candidates = [i for i in candidates if numeric[i]]
     numeric[t] = False
-    return _Scan(header, order, numeric, n, labels, first_inf)
+    return _Scan(header, order, numeric, n, labels, first_inf, dropped)
 
 
 def _fill(path: Path, scan: _Scan, num_cols: list[int], cat_cols: list[int], t: int,
@@ -228,7 +232,7 @@ def load_csv(path: str, key: str, target: Optional[str], dropna: bool) -> Tabula
     vocab: list[dict[str, int]] = [{} for _ in cat_cols]
     tables = {split: _fill(files[split], s, num_cols, cat_cols, t, vocab, label_code, dropna) for split, s in scans.items()}
     return Tabular(tables, [columns[i] for i in num_cols], [columns[i] for i in cat_cols],
-                   [list(v) for v in vocab], class_names, columns[t])
+                   [list(v) for v in vocab], class_names, columns[t], {k: s.dropped for k, s in scans.items()})
 
 
 class Preprocessing(NamedTuple):
@@ -312,6 +316,13 @@ class CSVDataModule(OwnData, SplitDataModule):
         self.n_classes = len(self.class_names)
         # the width until fit() knows the training categories: every category seen
         self.n_features = len(self.data.numeric_columns) + sum(len(c) for c in self.data.categories)
+        dropped = {k: n for k, n in self.data.dropped.items() if n}
+        if dropped and not getattr(self, "_told", False):  # setup runs per stage: say it once
+            self._told = True
+            files = csv_files(p)
+            print("note: --dropna left out " + ", ".join(
+                f"{n} of {n + len(self.data.tables[k].labels)} rows of {files[k]}" for k, n in dropped.items())
+                + " (rows with a missing value)", file=sys.stderr)
         return self.data.tables["train"].labels, "test" in self.data.tables
 
     def fit(self, train_idx: np.ndarray) -> None:
