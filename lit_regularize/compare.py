@@ -299,7 +299,8 @@ def report(groups: Groups, out: str | Path, title: str = "") -> dict[str, Any]:
     md = markdown_table(rows)
     write_text(out / "table.csv", csv_table(rows))
     write_text(out / "table.md", (f"## {title}\n\n" if title else "") + md)
-    log_figures(out / "logs" / "figures", {f"compare/{k}": fig for k, fig in figures.items()})
+    # a compare into the same --out redraws its figures: one set of images, not one per call
+    log_figures(out / "logs" / "figures", {f"compare/{k}": fig for k, fig in figures.items()}, replace=True)
     result = {"title": title, "figures": paths, "table_csv": str(out / "table.csv"),
               "table_md": str(out / "table.md"), "rows": rows, "markdown": md,
               "runs": {k: [s.log_dir for s in v] for k, v in groups.items()}}

@@ -435,11 +435,15 @@ def figure_array(fig: Figure, width_px: Optional[int] = None) -> np.ndarray:
 
 
 def log_figures(log_dir: str | Path, figures: Mapping[str, Figure], step: int = 0,
-                width_px: int = TB_WIDTH_PX) -> None:
+                width_px: int = TB_WIDTH_PX, replace: bool = False) -> None:
     """Log figures as TensorBoard images under log_dir (a run of their own in the dashboard), `width_px` wide
-    so that their text is legible in TensorBoard's image panel."""
+    so that their text is legible in TensorBoard's image panel; replace: drop the folder's earlier event files
+    first (a figures-only folder redrawn in place, where TensorBoard would otherwise show both versions)."""
     from torch.utils.tensorboard import SummaryWriter
 
+    if replace:
+        for old in Path(log_dir).glob("events.out.tfevents.*"):
+            old.unlink()
     writer = SummaryWriter(log_dir=str(log_dir))
     try:
         for tag, fig in figures.items():

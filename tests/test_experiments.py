@@ -97,6 +97,9 @@ def test_compare_study_writes_figures_and_a_table_read_from_the_runs(tmp_path, f
     assert compare_script.main([str(study), "--out", str(out), *flags(fixed), "--progress"]) == 0
     assert "reusing" in capsys.readouterr().out
     assert not list((out / "logs" / "tiny").glob("*/version_1"))
+    # its figures replace the first call's in TensorBoard (one image per tag, not one per call)
+    assert len(list((out / "logs" / "figures").glob("events.out.tfevents.*"))) == 1
+    assert len(_events(out / "logs" / "figures").Images("compare/curves")) == 1
     again = tmp_path / "again"
     assert compare_script.main(["--runs", str(out / "logs" / "tiny"), "--out", str(again)]) == 0
     rows2 = list(csv.DictReader((again / "table.csv").open()))

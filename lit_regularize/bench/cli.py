@@ -14,8 +14,9 @@ SECTIONS = ("imdb", "mnist", "sweep")
 DOC = """Time lit_regularize beside its peers, in one run: IMDB epochs, Fashion-MNIST augmentation, sweep throughput.
 
 Sections (default: all three, in this order):
-  imdb   seconds per IMDB epoch (train + validation; holdout 15,000 / 9,996, batch 512) of lit_sparse / lit_dense
-         (fit's run(), Lightning with checkpoints and TensorBoard) beside peers_imdb.py's loops (keras_fit,
+  imdb   seconds per IMDB epoch (holdout 15,000 / 9,996, batch 512) of lit_sparse / lit_dense (fit's run(),
+         Lightning with checkpoints and TensorBoard, timed from one epoch's start to the next so checkpoint writes
+         and logging count) beside peers_imdb.py's loops (train + validation: keras_fit,
          lean_sparse, ...) at each --hidden, their ratios to keras fit and to the lean sparse loop, and the peak
          RSS of a full IMDB fit
   mnist  seconds per Fashion-MNIST training epoch on 10 x --n-per-class images: plain vs batch-augmented (lit's

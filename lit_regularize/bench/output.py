@@ -6,8 +6,10 @@ from typing import Any, Mapping
 from lit_regularize.bench import imdb, mnist, sweep
 from lit_regularize.tables import markdown
 
-TITLES = {"imdb": "IMDB: seconds per epoch (train + validation)",
-          "mnist": "Fashion-MNIST: seconds per training epoch",
+TITLES = {"imdb": "IMDB: seconds per epoch (peers: train + validation; lit_*: start to start, checkpoints and "
+                  "logging included)",
+          "mnist": "Fashion-MNIST: seconds per training epoch (lit_*: start to start, checkpoint and logging "
+                   "included)",
           "sweep": "Sweep throughput (study wall: first trial start to last trial end)"}
 COLUMNS = {"imdb": imdb.COLUMNS, "mnist": mnist.COLUMNS, "sweep": sweep.COLUMNS}
 
