@@ -72,7 +72,7 @@ class Config:
     train_size: Optional[int] = _f(None, "keep only N training examples (after the validation split)", "data")
     val_size: Optional[int] = _f(None, "validation examples split off the training set "
                                        "(default: IMDB 10000, MNIST 1000 with --n-per-class else 10000, "
-                                       "own data 20%%; 0 = none)", "data")
+                                       "own data 20%%; 0 = none; not with --val-on-test or --kfold)", "data")
     val_on_test: bool = _f(False, "validate on the test set, as some notebooks did (no holdout)", "data")
     test_size: float = _f(0.2, "own data without a test split: stratified share held out for testing", "data")
     target: Optional[str] = _f(None, "csv: the label column (default: the last column)", "data", metavar="COLUMN",
