@@ -9,11 +9,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchmetrics
 
+from lit_regularize.optim import RMSprop
 from lit_regularize.penalties import weight_penalty
 from lit_regularize.sparse import MultiHotLinear
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
-    "rmsprop": torch.optim.RMSprop,
+    "rmsprop": RMSprop,  # torch's, with a zero-safe square root (lit_regularize/optim.py)
     "adam": torch.optim.Adam,
     "sgd": torch.optim.SGD,
 }

@@ -224,3 +224,47 @@ def test_weight_decay_is_decoupled_and_spares_biases():
     for n, p in m.named_parameters():
         factor = (1 - 0.5 * 0.1) if n.endswith("weight") else 1.0
         assert torch.allclose(p, before[n] * factor), n
+
+
+def _train_with(optimizer_cls, steps=12, **opt_args):
+    """A sparse-input model trained on batches whose rare words leave exact zeros in the optimizer state."""
+    torch.manual_seed(5)
+    rng = np.random.RandomState(1)
+    model = RegularizedMLP(300, 2, hidden=32)
+    opt = optimizer_cls(model.parameters(), lr=1e-2, **opt_args)
+    for _ in range(steps):
+        x = _random_csr(16, 300, rng)
+        y = torch.from_numpy(rng.randint(0, 2, 16))
+        opt.zero_grad()
+        model.data_loss(model(x), y).backward()
+        opt.step()
+    return model, opt
+
+
+@pytest.mark.parametrize("opt_args", [{}, {"momentum": 0.9}, {"centered": True, "weight_decay": 1e-3}])
+def test_rmsprop_matches_torch_bit_for_bit_and_shares_its_state(opt_args):
+    from lit_regularize.optim import RMSprop
+
+    ours, opt = _train_with(RMSprop, **opt_args)
+    ref, ref_opt = _train_with(torch.optim.RMSprop, **opt_args)
+    if not opt_args:  # the fast path: its state holds the exact zeros it exists for
+        square_avg = opt.state[ours.net[0].weight]["square_avg"]
+        assert (square_avg == 0).any() and (square_avg > 0).any()
+    for a, b in zip(ours.state_dict().values(), ref.state_dict().values()):
+        assert torch.equal(a, b)
+    ours_state, ref_state = opt.state_dict(), ref_opt.state_dict()
+    assert ours_state["param_groups"] == ref_state["param_groups"]
+    for k, v in ref_state["state"].items():
+        assert v.keys() == ours_state["state"][k].keys()
+        assert all(torch.equal(v[n], ours_state["state"][k][n]) and v[n].dtype == ours_state["state"][k][n].dtype
+                   for n in v)
+    # a checkpoint of either loads into the other
+    torch.optim.RMSprop(ours.parameters(), lr=1e-2, **opt_args).load_state_dict(ours_state)
+    RMSprop(ref.parameters(), lr=1e-2, **opt_args).load_state_dict(ref_state)
+
+
+def test_the_shipped_rmsprop_is_the_zero_safe_one():
+    from lit_regularize.optim import RMSprop
+
+    model = RegularizedMLP(20, 2, optimizer="rmsprop")
+    assert type(model.configure_optimizers()) is RMSprop
