@@ -51,7 +51,6 @@ class Tabular(NamedTuple):
     categories: list[list[str]]  # every value seen, per categorical column, in code order
     class_names: list[str]
     target: str
-    dropped: dict[str, int]  # rows --dropna left out, per file ('train', maybe 'test')
 
 
 def _is_missing(v: str) -> bool:
@@ -231,8 +230,13 @@ def load_csv(path: str, key: str, target: Optional[str], dropna: bool) -> Tabula
     cat_cols = [i for i in range(len(columns)) if i != t and not numeric[i]]
     vocab: list[dict[str, int]] = [{} for _ in cat_cols]
     tables = {split: _fill(files[split], s, num_cols, cat_cols, t, vocab, label_code, dropna) for split, s in scans.items()}
+    dropped = {k: s.dropped for k, s in scans.items() if s.dropped}
+    if dropped:  # said here, where the file is read: once per process, not once per fold or data module
+        print("note: --dropna left out " + ", ".join(f"{n} of {n + scans[k].n_rows} rows of {files[k]}"
+                                                      for k, n in dropped.items()) + " (rows with a missing value)",
+              file=sys.stderr)
     return Tabular(tables, [columns[i] for i in num_cols], [columns[i] for i in cat_cols],
-                   [list(v) for v in vocab], class_names, columns[t], {k: s.dropped for k, s in scans.items()})
+                   [list(v) for v in vocab], class_names, columns[t])
 
 
 class Preprocessing(NamedTuple):
@@ -316,13 +320,6 @@ class CSVDataModule(OwnData, SplitDataModule):
         self.n_classes = len(self.class_names)
         # the width until fit() knows the training categories: every category seen
         self.n_features = len(self.data.numeric_columns) + sum(len(c) for c in self.data.categories)
-        dropped = {k: n for k, n in self.data.dropped.items() if n}
-        if dropped and not getattr(self, "_told", False):  # setup runs per stage: say it once
-            self._told = True
-            files = csv_files(p)
-            print("note: --dropna left out " + ", ".join(
-                f"{n} of {n + len(self.data.tables[k].labels)} rows of {files[k]}" for k, n in dropped.items())
-                + " (rows with a missing value)", file=sys.stderr)
         return self.data.tables["train"].labels, "test" in self.data.tables
 
     def fit(self, train_idx: np.ndarray) -> None:
