@@ -132,6 +132,7 @@ def test_npz_features_on_very_different_scales_are_used_as_given_with_one_warnin
     dm = NpzDataModule(tmp_path / "raw.npz", **SPLIT)
     dm.setup("fit")
     dm.setup("test")
+    setup(NpzDataModule(tmp_path / "raw.npz", **SPLIT))  # another fold's data module: no second warning
     err = capsys.readouterr().err
     assert err.count("warning:") == 1 and "standardize them" in err and "raw.npz" in err
     assert torch.allclose(dm.data.splits["train"].x, torch.tensor(x, dtype=torch.float32))  # not rescaled

@@ -177,6 +177,9 @@ def load_npz(path: str, key: str) -> NpzData:
                            None if binary else torch.from_numpy(vals), labels)
         else:
             out[s] = Split(torch.from_numpy(raw[s][0]), None, None, None, labels)
+    note = scale_warning(out["train"].x)
+    if note:  # said here, where the file is read: once per process, not once per fold or data module
+        print(f"warning: {path}: {note}", file=sys.stderr)
     return NpzData(out, n_features, names, sparse, binary)
 
 
@@ -255,10 +258,6 @@ class NpzDataModule(OwnData, SplitDataModule):
         self.data = load_npz(str(p), stamp(p))
         self.n_features, self.n_classes = self.data.n_features, len(self.data.class_names)
         self.class_names = list(self.data.class_names)
-        note = scale_warning(self.data.splits["train"].x)
-        if note and not getattr(self, "_warned", False):  # setup runs per stage: say it once
-            self._warned = True
-            print(f"warning: {self.path}: {note}", file=sys.stderr)
         return self.data.splits["train"].labels.numpy(), "test" in self.data.splits
 
     def source_dataset(self, source: str, idx: Optional[np.ndarray]) -> Dataset:
