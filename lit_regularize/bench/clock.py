@@ -6,6 +6,9 @@ from typing import Any
 
 import pytorch_lightning as pl
 
+from lit_regularize.config import Config
+from lit_regularize.summary import RunSummary
+
 
 class EpochClock(pl.Callback):
     """Seconds from each epoch's start to the next one's (the last epoch's: to the end of fit), so an epoch counts
@@ -33,4 +36,13 @@ class EpochClock(pl.Callback):
         self._start = None
 
 
-__all__ = ["EpochClock"]
+def timed_run(cfg: Config, **run_args: Any) -> tuple[list[float], RunSummary]:
+    """run(cfg, **run_args) as users run it, with each epoch's start-to-start seconds."""
+    from lit_regularize.run import run
+
+    clock = EpochClock()
+    summary = run(cfg, extra_callbacks=[clock], **run_args)
+    return clock.times, summary
+
+
+__all__ = ["EpochClock", "timed_run"]

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Sequence
 
-from lit_regularize.bench.common import Progress, spread
+from lit_regularize.bench.common import Progress, require, spread
 from lit_regularize.config import make_config
 from lit_regularize.errors import UserError
 
@@ -47,8 +47,7 @@ def check(data_dir: str, peers: ModuleType, variants: Sequence[str]) -> list[str
     for v in variants:
         if v not in known:
             raise UserError(f"unknown IMDB variant {v!r} (choose from {', '.join(known)})")
-    if not (Path(data_dir) / "imdb.npz").is_file():
-        raise UserError(f"--data-dir {data_dir}: no imdb.npz there")
+    require(data_dir, "imdb.npz")
     return list(variants) or known
 
 
@@ -56,15 +55,13 @@ def lit_epoch_times(data_dir: str, hidden: int, epochs: int, input_format: str, 
                                                                                                     float]:
     """Per-epoch wall seconds (train, validation, checkpoints, logging) of run() as users run it, and its last
     val loss."""
-    from lit_regularize.bench.clock import EpochClock
-    from lit_regularize.run import run
+    from lit_regularize.bench.clock import timed_run
 
     cfg = make_config({**BENCH_SPLIT, "data_dir": data_dir, "hidden": hidden, "max_epochs": epochs,
                        "early_stopping": False, "input_format": input_format, "logdir": logdir,
                        "name": f"bench_{input_format}_{hidden}", "progress": False, "accelerator": "cpu"})
-    clock = EpochClock()
-    summary = run(cfg, extra_callbacks=[clock])
-    return clock.times, summary.history["val_loss"][-1]
+    times, summary = timed_run(cfg)
+    return times, summary.history["val_loss"][-1]
 
 
 def peak_rss_of_fit(data_dir: str, logdir: str, extra: Sequence[str] = ()) -> float:

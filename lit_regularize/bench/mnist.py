@@ -17,10 +17,9 @@ Data loading runs in the main process (num_workers=0) in every variant.
 from __future__ import annotations
 
 import tempfile
-from pathlib import Path
 from typing import Any, Sequence
 
-from lit_regularize.bench.common import Progress, spread
+from lit_regularize.bench.common import Progress, require, spread
 from lit_regularize.errors import UserError
 
 LIT_VARIANTS = {"lit_plain": False, "lit_augment": True}
@@ -35,8 +34,7 @@ def check(data_dir: str, variants: Sequence[str]) -> list[str]:
     for v in variants:
         if v not in VARIANTS:
             raise UserError(f"unknown MNIST variant {v!r} (choose from {', '.join(VARIANTS)})")
-    if not (Path(data_dir) / "FashionMNIST" / "raw").is_dir():
-        raise UserError(f"--data-dir {data_dir}: no FashionMNIST/raw there")
+    require(data_dir, "FashionMNIST/raw", folder=True)
     return list(variants) or list(VARIANTS)
 
 
@@ -44,17 +42,14 @@ def lit_epoch_times(data_dir: str, augment: bool, n_per_class: int, epochs: int,
                     seed: int) -> list[float]:
     """Per-epoch wall seconds (training, checkpoint, logging) of run() as `fit --data fashion_mnist` runs it (no
     validation set)."""
-    from lit_regularize.bench.clock import EpochClock
+    from lit_regularize.bench.clock import timed_run
     from lit_regularize.config import make_config
-    from lit_regularize.run import run
 
     with tempfile.TemporaryDirectory(prefix="lit_bench_mnist_") as logdir:
         cfg = make_config({"data": "fashion_mnist", "data_dir": data_dir, "n_per_class": n_per_class,
                            "augment": augment, "val_size": 0, "batch_size": batch_size, "max_epochs": epochs,
                            "seed": seed, "logdir": logdir, "progress": False, "accelerator": "cpu"})
-        clock = EpochClock()
-        run(cfg, evaluate_test=False, extra_callbacks=[clock])
-        return clock.times
+        return timed_run(cfg, evaluate_test=False)[0]
 
 
 def epoch_times(variant: str, data_dir: str, n_per_class: int = 1000, epochs: int = 3, batch_size: int = 32,

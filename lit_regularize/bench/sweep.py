@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from lit_regularize.bench.common import Progress
+from lit_regularize.bench.common import Progress, require
 from lit_regularize.errors import UserError
 
 DEFAULT_PEERS = Path("..") / "shared" / "bench" / "peers_sweep.py"
@@ -33,8 +33,7 @@ COLUMNS = [("variant", "variant", ""), ("workers", "workers", ""), ("n_trials", 
 
 def check(data_dir: str, peers_path: str) -> None:
     """imdb.npz and peers_sweep.py must exist before anything runs."""
-    if not (Path(data_dir) / "imdb.npz").is_file():
-        raise UserError(f"--data-dir {data_dir}: no imdb.npz there")
+    require(data_dir, "imdb.npz")
     if not Path(peers_path).is_file():
         raise UserError(f"--peers-sweep: no such file {peers_path}")
 

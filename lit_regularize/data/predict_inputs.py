@@ -66,6 +66,11 @@ def row_names(shown: str, n: int) -> list[str]:
     return [shown] if n == 1 else [f"{shown}[{i}]" for i in range(n)]
 
 
+def file_names(item: str, files: list[Path]) -> list[str]:
+    """How predict names the examples of a file-or-folder input: the file as given, or each file of the folder."""
+    return [item] if Path(item).is_file() else [str(f) for f in files]
+
+
 # -- csv --------------------------------------------------------------------------------------------------
 
 def csv_reader(rundir: RunDir) -> Reader:
@@ -201,7 +206,7 @@ def text_reader(rundir: RunDir, num_words: int, dense: bool) -> Reader:
         labels = torch.zeros(len(files), dtype=torch.long)
         ds = MultiHotDataset(CSRArrays(torch.from_numpy(crow), torch.from_numpy(cols), labels), None, num_words,
                              dense)
-        return ([item] if Path(item).is_file() else [str(f) for f in files]), ds
+        return file_names(item, files), ds
 
     return read
 
@@ -223,7 +228,7 @@ def image_reader(rundir: RunDir) -> Reader:
         files = files_of(item, IMAGE_SUFFIXES, "image")
         images = np.stack([read_image(f, size) for f in files])
         ds = ImageDataset(torch.from_numpy(images), torch.zeros(len(files), dtype=torch.long), None, mean, std)
-        return ([item] if Path(item).is_file() else [str(f) for f in files]), ds
+        return file_names(item, files), ds
 
     return read
 
@@ -248,4 +253,5 @@ def reader(rundir: RunDir, settings: dict[str, Any], n_features: int) -> tuple[R
     return read, names
 
 
-__all__ = ["reader", "csv_reader", "npz_reader", "text_reader", "image_reader", "files_of", "row_names", "Reader"]
+__all__ = ["reader", "csv_reader", "npz_reader", "text_reader", "image_reader", "files_of", "row_names", "file_names",
+           "Reader"]
