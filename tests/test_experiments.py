@@ -215,10 +215,14 @@ def test_kfold_mean_curve_chooses_the_refit_epoch(tmp_path, quick, capsys):
 
     # the same k-fold in 2 worker processes gives the same numbers
     par = run_kfold(make_config(_kfold_overrides(quick, tmp_path / "parallel", 2)), verbose=False)
+    # Two processes with other thread counts may sum in another order: equal within 1e-5, far below the ~1e-2 a
+    # fold trained on other rows, another seed or another epoch count would move these numbers.
     for a, b in zip(s["folds"], par["folds"]):
         for key in ("train_loss", "val_loss", "val_acc"):
-            assert a["history"][key] == b["history"][key]
-    assert par["chosen_epoch"] == s["chosen_epoch"] and par["test"] == s["test"]
+            assert np.allclose(a["history"][key], b["history"][key], rtol=1e-5, atol=1e-6), key
+    assert par["chosen_epoch"] == s["chosen_epoch"]
+    for which in s["test"]:
+        assert par["test"][which] == pytest.approx(s["test"][which], rel=1e-5, abs=1e-6)
 
 
 def test_kfold_rejects_a_single_fold(quick):

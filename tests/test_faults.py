@@ -175,13 +175,23 @@ def test_resume_matches_an_uninterrupted_run(resume_setup, mid_epoch):
     assert fit.main(["--resume", str(cut_dir)]) == 0
     resumed, straight = read_summary(cut_dir), read_summary(straight_dir)
     assert resumed["status"] == "completed"
-    for key in ("epochs_run", "global_step", "best_epoch", "best_val_loss", "best_val_acc", "test"):
+    for key in ("epochs_run", "global_step", "best_epoch"):
         assert resumed[key] == straight[key], key
+    # Same process, same kernels: equal in practice; within 1e-6 on any CPU, far below the ~1e-2 that a resume
+    # redrawing a shuffle or a dropout mask, or restarting the optimizer state, moves these numbers.
+    for key in ("best_val_loss", "best_val_acc"):
+        assert resumed[key] == pytest.approx(straight[key], rel=1e-6), key
+    for which in ("best", "last"):
+        assert resumed["test"][which] == pytest.approx(straight["test"][which], rel=1e-6), which
     for curve in ("train_loss", "val_loss", "val_acc"):
-        assert resumed["history"][curve] == straight["history"][curve], curve  # bit-identical
+        assert resumed["history"][curve] == pytest.approx(straight["history"][curve], rel=1e-6), curve
     assert resumed["global_step"] == 6 * BATCHES_PER_EPOCH
     # One TensorBoard run: the resumed process appended to the same folder; same points as the straight run.
-    assert scalars(cut_dir) == scalars(straight_dir)
+    cut_points, straight_points = scalars(cut_dir), scalars(straight_dir)
+    assert cut_points.keys() == straight_points.keys()
+    for tag, points in straight_points.items():  # the same steps; values within 1e-6 as above
+        assert [s for s, _ in cut_points[tag]] == [s for s, _ in points], tag
+        assert [v for _, v in cut_points[tag]] == pytest.approx([v for _, v in points], rel=1e-6), tag
     assert_epoch_steps_unique(cut_dir, 6)
 
 
@@ -228,7 +238,8 @@ def test_signal_during_fit_leaves_a_resumable_run(quick, sig):
     assert resumed["global_step"] == (done + 2) * BATCHES_PER_EPOCH
     # deterministic resume: the epochs both processes trained are identical
     n = min(len(cut["history"]["val_loss"]), done + 2)
-    assert resumed["history"]["val_loss"][:n] == cut["history"]["val_loss"][:n]
+    # two processes (thread counts may differ): within 1e-5, far below what a redrawn shuffle or mask moves
+    assert resumed["history"]["val_loss"][:n] == pytest.approx(cut["history"]["val_loss"][:n], rel=1e-5)
     if sig == signal.SIGTERM:  # Lightning stops at a batch or epoch boundary: the TensorBoard run stays exact
         assert_epoch_steps_unique(run_dir, done + 2)
 
