@@ -1,32 +1,28 @@
-"""The one run schema: the typed `Config`, its presets, its validation and YAML + flag merging.
+"""The one run schema: the core settings, the frozen `Config`, presets, validation and YAML + flag merging.
 
-Everything else (the command-line parser, --help, --print-config, experiment YAMLs, sweep spaces) is derived from
-the dataclass below. This module imports neither torch nor Lightning, so `--help` stays fast.
+Settings are declared once (`lit_regularize.settings.Setting`: type, default, help, checks, roles): the core ones
+here, each regularizer's in its own module. Everything else (the command-line parser, --help, --print-config,
+experiment YAMLs, sweep spaces, the Python API) is derived from that schema. This module imports neither torch nor
+Lightning, so `--help` stays fast.
 """
 from __future__ import annotations
 
-import dataclasses
+import copy
 import difflib
+import json
 import math
 import os
-import types
-import typing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 import yaml
 
 from lit_regularize.errors import ConfigError
+from lit_regularize.regularizers import plugin_modules, presets, registered
+from lit_regularize.settings import DISPLAY as DISPLAY_ROLE, HARMLESS as HARMLESS_ROLE, RESUMABLE as RESUMABLE_ROLE
+from lit_regularize.settings import GROUPS, Setting, at_least, declare, in_range, schema, setting
 
 DATA_DIR_ENV = "LIT_REGULARIZE_DATA_DIR"
-
-Regularizer = Literal["none", "l1", "l2", "l1_l2", "dropout", "batchnorm"]
-OptimizerName = Literal["rmsprop", "adam", "sgd"]
-InputFormat = Literal["auto", "dense", "sparse"]
-BNPosition = Literal["before", "after"]
-Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
-Strategy = Literal["auto", "ddp", "ddp_spawn", "ddp_notebook"]
 
 BUILTIN_DATA = ("imdb", "mnist", "fashion_mnist")
 IMAGE_DATA = ("mnist", "fashion_mnist")
@@ -34,107 +30,133 @@ IMAGE_DATA = ("mnist", "fashion_mnist")
 CUSTOM_KINDS = ("npz", "csv", "textdir", "imagedir")
 SEED_MAX = 2 ** 32 - 1  # numpy's RandomState takes seeds in [0, 2**32)
 
-# A preset switches its regularizer on with the strength the notebooks use; explicit settings override it.
-REG_PRESETS: dict[str, dict[str, Any]] = {
-    "none": {},
-    "l1": {"l1": 1e-4},
-    "l2": {"l2": 1e-3},
-    "l1_l2": {"l1": 1e-4, "l2": 1e-3},
-    "dropout": {"dropout": 0.5},
-    "batchnorm": {"batchnorm": True},
-}
 _IMAGE_PRESET = {"hidden": 128, "optimizer": "adam", "lr": 1e-3, "batch_size": 32, "max_epochs": 60, "patience": 10}
-# MNIST runs use the notebooks' 784-128-128-10 Adam protocol; IMDB keeps the dataclass defaults.
+# MNIST runs use the notebooks' 784-128-128-10 Adam protocol; IMDB keeps the settings' defaults.
 DATA_PRESETS: dict[str, dict[str, Any]] = {"imdb": {}, "mnist": _IMAGE_PRESET, "fashion_mnist": _IMAGE_PRESET,
                                            "imagedir": _IMAGE_PRESET}
 
-GROUPS = ("data", "model", "regularization", "training", "output")
+
+def _reg_help() -> str:
+    def value(v: Any) -> str:
+        return "on" if v is True else f"{v:g}" if isinstance(v, float) else str(v)
+    shown = ", ".join(f"{name} ({', '.join(f'{k} {value(v)}' for k, v in values.items())})" if values else name
+                      for name, values in presets().items())
+    return f"regularizer preset: {shown}; explicit settings override it"
 
 
-def _f(default: Any, help: str, group: str, **meta: Any) -> Any:
-    """A dataclass field carrying its --help text and --help group."""
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: default, metadata={"help": help, "group": group, **meta})
-    return field(default=default, metadata={"help": help, "group": group, **meta})
+# The core settings; every regularizer declares its own in its module (lit_regularize/regularizers/).
+declare(
+    setting("data", str, "imdb", "imdb | mnist | fashion_mnist, or your own data as KIND:PATH with KIND one of "
+            "npz, csv, textdir, imagedir", "data", metavar="DATA"),
+    setting("data_dir", str, None, f"folder holding imdb.npz / MNIST raw files (else ${DATA_DIR_ENV}, else "
+            "~/.cache/lit_regularize)", "data", optional=True, metavar="DIR", roles=(RESUMABLE_ROLE, HARMLESS_ROLE)),
+    setting("num_words", int, 10000, "IMDB / textdir vocabulary: keep the N most frequent words (keras num_words)",
+            "data", only=("imdb", "textdir"), check=lambda v: None if v >= 4 else
+            f"must be >= 4 (ids 0-2 are reserved by keras), got {v}"),
+    setting("train_size", int, None, "keep only N training examples (after the validation split)", "data",
+            optional=True, check=at_least(1)),
+    setting("val_size", int, None, "validation examples split off the training set (default: IMDB 10000, MNIST 1000 "
+            "with --n-per-class else 10000, own data 20%%; 0 = none; not with --val-on-test or --kfold)", "data",
+            optional=True, check=at_least(0)),
+    setting("val_on_test", bool, False, "validate on the test set, as some notebooks did (no holdout)", "data"),
+    setting("test_size", float, 0.2, "own data without a test split: stratified share held out for testing", "data",
+            check=lambda v: None if 0.0 < v < 1.0 else f"must be a fraction in (0, 1), got {v}"),
+    setting("target", str, None, "csv: the label column (default: the last column)", "data", optional=True,
+            metavar="COLUMN", only=("csv",)),
+    setting("dropna", bool, False, "csv: drop rows with missing values instead of failing", "data", only=("csv",)),
+    setting("image_size", int, 28, "imagedir: images are resized to SIZE x SIZE grayscale", "data", metavar="SIZE",
+            only=("imagedir",), check=at_least(1)),
+    setting("n_per_class", int, None, "images: balanced, seeded subset of N training images per class", "data",
+            optional=True, only=IMAGE_DATA + ("imagedir",), check=at_least(1)),
+    setting("input_format", str, "auto", "multi-hot first layer input (auto = sparse)", "data",
+            choices=("auto", "dense", "sparse")),
+    setting("shuffle", bool, True, "shuffle training batches every epoch", "data"),
+    setting("kfold", int, 0, "K-fold validation over the training set (0 = off)", "data", metavar="K",
+            check=lambda v: None if v == 0 or v >= 2 else f"must be 0 (off) or >= 2, got {v}"),
+    setting("kfold_repeats", int, 1, "iterated K-fold: reshuffle and repeat P times", "data", metavar="P",
+            check=at_least(1)),
+    setting("kfold_workers", int, 1, "K-fold: folds trained at once in separate processes (0 = one per CPU core)",
+            "data", metavar="N", check=at_least(0), roles=(HARMLESS_ROLE,)),
+    setting("fold", int, None, "which fold validates (set by k-fold and sweeps)", "data", optional=True,
+            internal=True),
+    setting("merge_val", bool, False, "train on the training and validation examples together (refits)", "data",
+            internal=True),
+    setting("reg", str, "none", _reg_help, "regularization", choices=lambda: tuple(presets())),
+    setting("optimizer", str, "rmsprop", "optimizer", "training", choices=("rmsprop", "adam", "sgd")),
+    setting("lr", float, 1e-3, "learning rate", "training", check=lambda v: None if v > 0 else f"must be > 0, got {v}"),
+    setting("batch_size", int, 512, "training batch size", "training", check=at_least(1)),
+    setting("max_epochs", int, 20, "maximum number of epochs", "training", check=at_least(1),
+            roles=(RESUMABLE_ROLE,)),
+    setting("patience", int, 3, "EarlyStopping patience in epochs on val/loss", "training", check=at_least(0),
+            roles=(RESUMABLE_ROLE,)),
+    setting("early_stopping", bool, True, "stop when val/loss stops improving (--no-early-stopping draws full "
+            "curves)", "training", roles=(RESUMABLE_ROLE,)),
+    setting("seed", int, 7777, f"seed for weights, splits, subsets and batches (0..{SEED_MAX})", "training",
+            check=in_range(0, SEED_MAX, closed_high=True)),
+    setting("deterministic", bool, False, "torch deterministic algorithms (bit-reproducible resume)", "training"),
+    setting("histogram_every", int, 1, "log weight histograms every N epochs (0 = never; sweep trials: 0 unless "
+            "given)", "output", metavar="N", check=at_least(0), roles=(RESUMABLE_ROLE, HARMLESS_ROLE)),
+    setting("logdir", str, "lightning_logs", "TensorBoard root folder", "output", metavar="DIR", roles=(HARMLESS_ROLE,)),
+    setting("name", str, None, "run name under --logdir (default: from the data and what differs)", "output",
+            optional=True),
+    setting("progress", bool, True, "show progress bars", "output", roles=(DISPLAY_ROLE, RESUMABLE_ROLE, HARMLESS_ROLE)),
+    setting("plugins", list, [], "modules to import first: their regularizers (@register_regularizer) become "
+            "--reg presets and flags", "output", item=str, metavar="MODULE"),
+    setting("accelerator", str, "auto", "Lightning accelerator", "hardware",
+            choices=("auto", "cpu", "gpu", "cuda", "mps"), roles=(RESUMABLE_ROLE, HARMLESS_ROLE)),
+    setting("devices", str, "1", "Lightning devices: a count, a list such as 0,1, or auto", "hardware",
+            roles=(RESUMABLE_ROLE, HARMLESS_ROLE)),
+    setting("strategy", str, "auto", "Lightning strategy", "hardware",
+            choices=("auto", "ddp", "ddp_spawn", "ddp_notebook"), roles=(RESUMABLE_ROLE,)),
+    setting("num_workers", int, 0, "DataLoader worker processes (batches are gathered in bulk, 0 is fastest)",
+            "hardware", metavar="N", check=at_least(0), roles=(DISPLAY_ROLE, RESUMABLE_ROLE, HARMLESS_ROLE)),
+)
 
 
-@dataclass(frozen=True)
+def fields() -> dict[str, Setting]:
+    """Every setting in --help order: by group, the core settings of a group first, then as declared."""
+    declared = schema()
+    return {s.name: s for g in GROUPS for core in (True, False) for s in declared.values()
+            if s.group == g and (s.owner == "core") == core}
+
+
 class Config:
-    """Every setting of a run; the single source of truth for defaults (presets, YAML and flags override)."""
+    """Every setting of a run, frozen: `cfg.hidden`, `cfg.replace(hidden=32)`, `cfg.to_dict()`. Values are checked
+    against the schema (lit_regularize.settings) when created, so a Config is always valid."""
 
-    # data
-    data: str = _f("imdb", "imdb | mnist | fashion_mnist, or your own data as KIND:PATH with KIND one of "
-                           "npz, csv, textdir, imagedir", "data", metavar="DATA")
-    data_dir: Optional[str] = _f(None, f"folder holding imdb.npz / MNIST raw files (else ${DATA_DIR_ENV}, "
-                                       "else ~/.cache/lit_regularize)", "data", metavar="DIR")
-    num_words: int = _f(10000, "IMDB / textdir vocabulary: keep the N most frequent words (keras num_words)",
-                        "data", only=("imdb", "textdir"))
-    train_size: Optional[int] = _f(None, "keep only N training examples (after the validation split)", "data")
-    val_size: Optional[int] = _f(None, "validation examples split off the training set "
-                                       "(default: IMDB 10000, MNIST 1000 with --n-per-class else 10000, "
-                                       "own data 20%%; 0 = none; not with --val-on-test or --kfold)", "data")
-    val_on_test: bool = _f(False, "validate on the test set, as some notebooks did (no holdout)", "data")
-    test_size: float = _f(0.2, "own data without a test split: stratified share held out for testing", "data")
-    target: Optional[str] = _f(None, "csv: the label column (default: the last column)", "data", metavar="COLUMN",
-                               only=("csv",))
-    dropna: bool = _f(False, "csv: drop rows with missing values instead of failing", "data", only=("csv",))
-    image_size: int = _f(28, "imagedir: images are resized to SIZE x SIZE grayscale", "data", metavar="SIZE",
-                         only=("imagedir",))
-    n_per_class: Optional[int] = _f(None, "images: balanced, seeded subset of N training images per class",
-                                    "data", only=IMAGE_DATA + ("imagedir",))
-    augment: bool = _f(False, "images: random rotation (10 deg) + resized crop (0.8-1.0) of training batches",
-                       "data", only=IMAGE_DATA + ("imagedir",))
-    hflip: bool = _f(False, "images: also random horizontal flips when augmenting (changes digits)", "data",
-                     only=IMAGE_DATA + ("imagedir",))
-    input_format: InputFormat = _f("auto", "multi-hot first layer input (auto = sparse)", "data")
-    shuffle: bool = _f(True, "shuffle training batches every epoch", "data")
-    kfold: int = _f(0, "K-fold validation over the training set (0 = off)", "data", metavar="K")
-    kfold_repeats: int = _f(1, "iterated K-fold: reshuffle and repeat P times", "data", metavar="P")
-    kfold_workers: int = _f(1, "K-fold: folds trained at once in separate processes (0 = one per CPU core)", "data",
-                            metavar="N")
-    fold: Optional[int] = _f(None, "which fold validates (set by k-fold and sweeps)", "data", internal=True)
-    merge_val: bool = _f(False, "train on the training and validation examples together (refits)", "data",
-                         internal=True)
-    # model
-    hidden: int = _f(16, "hidden width (units per layer)", "model")
-    layers: int = _f(2, "number of hidden layers", "model")
-    # regularization
-    reg: Regularizer = _f("none", "regularizer preset (l1 1e-4, l2 1e-3, dropout 0.5, batchnorm on); explicit "
-                                  "settings override it", "regularization")
-    l1: float = _f(0.0, "L1 penalty strength: lambda * sum|W|", "regularization")
-    l2: float = _f(0.0, "L2 penalty strength: lambda * sum W^2", "regularization")
-    l1_layers: Optional[list[int]] = _f(None, "Linear layers (0-based, LAYERS = output) the L1 penalty covers "
-                                              "(default: all hidden)", "regularization", metavar="I")
-    l2_layers: Optional[list[int]] = _f(None, "Linear layers the L2 penalty covers (default: all hidden)",
-                                        "regularization", metavar="I")
-    dropout: float = _f(0.0, "dropout rate after each hidden activation, in [0, 1)", "regularization")
-    batchnorm: bool = _f(False, "BatchNorm1d in every hidden layer", "regularization")
-    bn_position: BNPosition = _f("before", "BatchNorm before or after the ReLU", "regularization")
-    weight_decay: float = _f(0.0, "decoupled weight decay (AdamW-style), separate from --l2", "regularization")
-    # training
-    optimizer: OptimizerName = _f("rmsprop", "optimizer", "training")
-    lr: float = _f(1e-3, "learning rate", "training")
-    batch_size: int = _f(512, "training batch size", "training")
-    max_epochs: int = _f(20, "maximum number of epochs", "training")
-    patience: int = _f(3, "EarlyStopping patience in epochs on val/loss", "training")
-    early_stopping: bool = _f(True, "stop when val/loss stops improving (--no-early-stopping draws full curves)",
-                              "training")
-    seed: int = _f(7777, f"seed for weights, splits, subsets and batches (0..{SEED_MAX})", "training")
-    deterministic: bool = _f(False, "torch deterministic algorithms (bit-reproducible resume)", "training")
-    histogram_every: int = _f(1, "log weight histograms every N epochs (0 = never; sweep trials: 0 unless given)",
-                              "output", metavar="N")
-    # output and hardware
-    logdir: str = _f("lightning_logs", "TensorBoard root folder", "output", metavar="DIR")
-    name: Optional[str] = _f(None, "run name under --logdir (default: from the data and what differs)", "output")
-    accelerator: Accelerator = _f("auto", "Lightning accelerator", "output")
-    devices: str = _f("1", "Lightning devices: a count, a list such as 0,1, or auto", "output")
-    strategy: Strategy = _f("auto", "Lightning strategy", "output")
-    num_workers: int = _f(0, "DataLoader worker processes (batches are gathered in bulk, 0 is fastest)", "output",
-                          metavar="N")
-    progress: bool = _f(True, "show progress bars", "output")
+    __slots__ = ("_values",)
 
-    def __post_init__(self) -> None:
+    def __init__(self, **values: Any) -> None:
+        known = fields()
+        unknown = [k for k in values if k not in known]
+        if unknown:
+            hint = difflib.get_close_matches(unknown[0], list(known), n=1)
+            raise ConfigError(f"unknown setting {unknown[0]!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""))
+        full = {n: copy.deepcopy(values[n] if n in values else s.default) for n, s in known.items()}
+        object.__setattr__(self, "_values", full)
         validate(self)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return object.__getattribute__(self, "_values")[name]
+        except KeyError:
+            raise AttributeError(f"Config has no setting {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Config is frozen: use cfg.replace(...)")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Config) and self._values == other._values
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self._values, sort_keys=True, default=str))
+
+    def __repr__(self) -> str:
+        return "Config(" + ", ".join(f"{k}={v!r}" for k, v in self._values.items()) + ")"
+
+    def __reduce__(self) -> tuple:
+        # a spawned worker (k-fold, sweeps) rebuilds it after importing the plug-ins its settings need
+        return (config_from_values, (self.to_dict(),))
 
     @property
     def data_kind(self) -> str:
@@ -168,46 +190,98 @@ class Config:
         return Path(d).expanduser()
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict (JSON/YAML safe)."""
-        return dataclasses.asdict(self)
+        """Plain dict (JSON/YAML safe), in --help order. A plug-in regularizer's settings are left out while they
+        are at their defaults and the run does not name its module in `plugins`: a run that does not use it must not
+        need it to be read back (in another process, by predict, after the plug-in is gone)."""
+        plugins = set(self._values.get("plugins") or ())
+        return {k: copy.deepcopy(v) for k, v in self._values.items() if _recorded(k, v, plugins)}
 
     def replace(self, **changes: Any) -> "Config":
-        """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
+        """A copy with some settings changed (validated again)."""
+        return Config(**{**self._values, **changes})
 
 
-FIELDS = {f.name: f for f in dataclasses.fields(Config)}
-HINTS = typing.get_type_hints(Config)
-# Settings that never change a run's result (only what is shown and how batches are loaded): a finished run with
-# other values is the same run (compare reuses it), a study may resume with other values.
-DISPLAY_ONLY = ("progress", "num_workers")
-# Settings a resumed run may change: they cannot change the model, the data or the split.
-RESUMABLE = ("max_epochs", "patience", "early_stopping", "progress", "accelerator", "devices", "strategy",
-             "num_workers", "data_dir", "histogram_every")
+def _recorded(name: str, value: Any, plugins: set) -> bool:
+    s = fields()[name]
+    cls = registered().get(s.owner)
+    if cls is None or cls.__module__.startswith("lit_regularize."):
+        return True
+    return value != s.default or cls.__module__ in plugins
+
+
+def config_from_values(values: dict[str, Any]) -> Config:
+    """A Config from a plain dict of settings, importing the plug-ins it names first."""
+    import_plugins(values.get("plugins") or ())
+    return Config(**values)
+
+
+def import_plugins(modules: Iterable[str]) -> None:
+    """Import plug-in modules (their @register_regularizer classes join the schema); the working folder is
+    searched as `python -m` would. One ConfigError line when one cannot be imported."""
+    import importlib
+    import sys
+
+    for name in modules:
+        if name in sys.modules:
+            continue
+        if os.getcwd() not in sys.path and "" not in sys.path:
+            sys.path.append(os.getcwd())
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # noqa: BLE001 - any error in the user's module becomes one line naming it
+            raise ConfigError(f"--plugins {name}: cannot import it ({type(e).__name__}: {e})") from None
+
+
+def role(name: str) -> tuple[str, ...]:
+    """Names of the settings with a role (lit_regularize.settings.DISPLAY, RESUMABLE or HARMLESS)."""
+    return tuple(n for n, s in fields().items() if s.has(name))
+
+
+def display_only() -> tuple[str, ...]:
+    """Settings that never change a result (what is shown, how batches are loaded): a finished run with other values
+    is the same run (compare reuses it)."""
+    return role(DISPLAY_ROLE)
+
+
+def resumable() -> tuple[str, ...]:
+    """Settings a resumed run may change: they cannot change the model, the data or the split."""
+    return role(RESUMABLE_ROLE)
+
+
+def harmless() -> tuple[str, ...]:
+    """Fixed settings a resumed study may change: they change neither the data, the model nor the training."""
+    return role(HARMLESS_ROLE)
+
+
+class _Fields(Mapping):
+    """FIELDS: a live view of fields() (plug-ins add settings after import)."""
+
+    def __getitem__(self, name: str) -> Setting:
+        return fields()[name]
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(fields())
+
+    def __len__(self) -> int:
+        return len(fields())
+
+
+FIELDS: Mapping[str, Setting] = _Fields()
 
 
 def flag(name: str) -> str:
-    """--flag-name of a Config field."""
+    """--flag-name of a setting."""
     return "--" + name.replace("_", "-")
 
 
 def choices_of(name: str) -> Optional[tuple[str, ...]]:
-    """The Literal choices of a field, if it has any."""
-    hint = HINTS[name]
-    return typing.get_args(hint) if typing.get_origin(hint) is Literal else None
+    """The allowed values of a setting, if it has a closed set."""
+    return fields()[name].choice_values()
 
 
 def base_type(name: str) -> type:
-    """bool / int / float / str / list of a field, with Optional[...] and Literal[...] unwrapped."""
-    hint = HINTS[name]
-    if typing.get_origin(hint) is Literal:
-        return str
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) in (typing.Union, types.UnionType) and args:
-        hint = args[0]
-    if typing.get_origin(hint) is list:
-        return list
-    return hint if isinstance(hint, type) else str
+    """bool / int / float / str / list of a setting."""
+    return fields()[name].kind
 
 
 def validate(c: Config) -> None:
@@ -215,15 +289,23 @@ def validate(c: Config) -> None:
     def bad(msg: str) -> None:
         raise ConfigError(msg)
 
-    for name in FIELDS:
-        choices = choices_of(name)
-        value = getattr(c, name)
+    values = dict(c._values)  # every setting, also a plug-in's left out of to_dict()
+    for name, s in fields().items():
+        value = values[name]
+        if value is None:
+            if not s.optional:
+                bad(f"{s.flag} needs a value")
+            continue
+        choices = s.choice_values()
         if choices and value not in choices:
             hint = difflib.get_close_matches(str(value), choices, n=1)
-            bad(f"{flag(name)}: unknown value {value!r} (choose from {', '.join(choices)})"
+            bad(f"{s.flag}: unknown value {value!r} (choose from {', '.join(choices)})"
                 + (f"; did you mean {hint[0]!r}?" if hint else ""))
-        if base_type(name) is float and value is not None and not math.isfinite(value):
-            bad(f"{flag(name)} must be a finite number, got {value}")
+        if s.kind is float and not math.isfinite(value):
+            bad(f"{s.flag} must be a finite number, got {value}")
+        problem = s.check(value) if s.check else None
+        if problem:
+            bad(f"{s.flag} {problem}")
     if ":" in c.data:
         kind, path = c.data.split(":", 1)
         if kind not in CUSTOM_KINDS or not path:
@@ -232,46 +314,18 @@ def validate(c: Config) -> None:
         hint = difflib.get_close_matches(c.data, BUILTIN_DATA, n=1)
         bad(f"--data: unknown value {c.data!r} (choose from {', '.join(BUILTIN_DATA)}, or KIND:PATH)"
             + (f"; did you mean {hint[0]!r}?" if hint else ""))
-    if not 0.0 <= c.dropout < 1.0:
-        bad(f"--dropout must be in [0, 1), got {c.dropout}")
-    for name in ("l1", "l2", "weight_decay"):
-        if getattr(c, name) < 0:
-            bad(f"{flag(name)} must be >= 0, got {getattr(c, name)}")
-    if not c.lr > 0:
-        bad(f"--lr must be > 0, got {c.lr}")
-    if not 0.0 < c.test_size < 1.0:
-        bad(f"--test-size must be a fraction in (0, 1), got {c.test_size}")
-    for name in ("hidden", "layers", "batch_size", "max_epochs", "kfold_repeats", "image_size"):
-        if getattr(c, name) < 1:
-            bad(f"{flag(name)} must be >= 1, got {getattr(c, name)}")
-    for name in ("patience", "num_workers", "kfold_workers", "histogram_every"):
-        if getattr(c, name) < 0:
-            bad(f"{flag(name)} must be >= 0, got {getattr(c, name)}")
-    if not 0 <= c.seed <= SEED_MAX:
-        bad(f"--seed must be in 0..{SEED_MAX}, got {c.seed}")
-    if c.num_words < 4:
-        bad(f"--num-words must be >= 4 (ids 0-2 are reserved by keras), got {c.num_words}")
-    for name in ("train_size", "val_size", "n_per_class"):
-        v = getattr(c, name)
-        low = 0 if name == "val_size" else 1
-        if v is not None and v < low:
-            bad(f"{flag(name)} must be >= {low}, got {v}")
-    if c.kfold == 1 or c.kfold < 0:
-        bad(f"--kfold must be 0 (off) or >= 2, got {c.kfold}")
     if c.val_size is not None and c.val_on_test:
         bad(f"--val-size {c.val_size} does not apply with --val-on-test (validation is the whole test set)")
     if c.val_size is not None and c.kfold >= 2:
         bad(f"--val-size {c.val_size} does not apply with --kfold (each fold validates 1/K of the training set)")
     if c.fold is not None and not (c.kfold >= 2 and 0 <= c.fold < c.kfold * c.kfold_repeats):
         bad(f"--fold {c.fold} needs --kfold K >= 2 and 0 <= fold < K * repeats")
-    for name in ("l1_layers", "l2_layers"):
-        for i in getattr(c, name) or []:
-            if not 0 <= int(i) <= c.layers:
-                bad(f"{flag(name)}: layer {i} out of range 0..{c.layers} ({c.layers} = output)")
-    if c.hflip and not c.augment:
-        bad("--hflip only applies with --augment")
     if c.is_image and c.input_format == "sparse":
         bad("--input-format sparse only applies to multi-hot (text) input")
+    for cls in registered().values():  # settings of one regularizer that depend on each other or on the run's
+        problem = cls.check(values)
+        if problem:
+            bad(problem)
     _check_devices(c.devices)
     _check_applies(c)
     if c.name is not None:
@@ -290,10 +344,9 @@ def _check_devices(devices: str) -> None:
 
 def _check_applies(c: Config) -> None:
     """A dataset-specific setting given for another dataset is an error, not silently ignored."""
-    for name, f in FIELDS.items():
-        only = f.metadata.get("only")
-        if only and c.data_kind not in only and getattr(c, name) != f.default:
-            raise ConfigError(f"{flag(name)} only applies to --data {' / '.join(only)}, not {c.data_kind}")
+    for name, s in fields().items():
+        if s.only and c.data_kind not in s.only and getattr(c, name) != s.default:
+            raise ConfigError(f"{s.flag} only applies to --data {' / '.join(s.only)}, not {c.data_kind}")
 
 
 # -- merging: dataclass defaults < data preset < reg preset < YAML < flags ----------------------------------
@@ -335,41 +388,47 @@ def load_yaml(path: str | os.PathLike, flag_name: str = "--config") -> dict[str,
 
 def check_keys(overrides: Mapping[str, Any], source: str) -> None:
     """Unknown keys are an error with a 'did you mean' hint."""
+    known = fields()
     for key in overrides:
-        if key not in FIELDS:
-            hint = difflib.get_close_matches(key, list(FIELDS), n=1)
+        if key not in known:
+            hint = difflib.get_close_matches(key, list(known), n=1)
             raise ConfigError(f"{source}: unknown setting {key!r}"
                               + (f"; did you mean {hint[0]!r}?" if hint else ""))
 
 
 def coerce(name: str, value: Any) -> Any:
-    """Cast a YAML/flag value to the field's type, with a one-line error."""
+    """Cast a YAML/flag value to the setting's type, with a one-line error."""
     if value is None:
         return None
-    kind = base_type(name)
+    s = fields()[name]
+    kind = s.kind
     try:
-        if kind is bool:
-            if isinstance(value, str):
-                if value.lower() in ("1", "true", "yes", "on"):
-                    return True
-                if value.lower() in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError(value)
-            if not isinstance(value, (bool, int)):
-                raise ValueError(value)
-            return bool(value)
         if kind is list:
             items = value if isinstance(value, (list, tuple)) else str(value).replace(",", " ").split()
-            return [coerce_int(i) for i in items]
-        if kind is int:
-            return coerce_int(value)
-        if kind is float:
-            if isinstance(value, bool):
-                raise ValueError(value)
-            return float(value)
-        return str(value)
+            return [_scalar(s.item, i) for i in items]
+        return _scalar(kind, value)
     except (TypeError, ValueError):
         raise ConfigError(f"{flag(name)}: cannot read {value!r} as {kind.__name__}") from None
+
+
+def _scalar(kind: type, value: Any) -> Any:
+    if kind is bool:
+        if isinstance(value, str):
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if not isinstance(value, (bool, int)):
+            raise ValueError(value)
+        return bool(value)
+    if kind is int:
+        return coerce_int(value)
+    if kind is float:
+        if isinstance(value, bool):
+            raise ValueError(value)
+        return float(value)
+    return str(value)
 
 
 def coerce_int(value: Any) -> int:
@@ -389,18 +448,25 @@ def data_kind(data: str) -> str:
 
 
 def preset_defaults(data: str, reg: str) -> dict[str, Any]:
-    """Field defaults once the data and regularizer presets are applied (what --help shows)."""
-    kind = data_kind(data)
-    out = {name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())  # type: ignore[misc]
-           for name, f in FIELDS.items()}
-    out.update(DATA_PRESETS.get(kind, {}))
-    out.update(REG_PRESETS.get(reg, {}))
+    """Setting defaults once the data and regularizer presets are applied (what --help shows)."""
+    out = {name: copy.deepcopy(s.default) for name, s in fields().items()}
+    out.update(DATA_PRESETS.get(data_kind(data), {}))
+    out.update(presets().get(reg, {}))
     return out
 
 
 def make_config(overrides: Mapping[str, Any] | None = None, source: str = "config") -> Config:
-    """Resolve a Config from overrides, applying the data and regularizer presets underneath them."""
+    """Resolve a Config from overrides, applying the data and regularizer presets underneath them.
+
+    Plug-in modules named in `plugins` are imported first; modules of plug-in regularizers the run uses are added
+    to `plugins`, so that resumes, worker processes and predict import them too."""
     overrides = dict(overrides or {})
+    if overrides.get("plugins"):
+        try:
+            overrides["plugins"] = coerce("plugins", overrides["plugins"])
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
+        import_plugins(overrides["plugins"])
     check_keys(overrides, source)
     try:
         overrides = {k: coerce(k, v) for k, v in overrides.items()}
@@ -408,6 +474,9 @@ def make_config(overrides: Mapping[str, Any] | None = None, source: str = "confi
         raise ConfigError(f"{source}: {e}") from None
     merged = preset_defaults(overrides.get("data", FIELDS["data"].default), overrides.get("reg", FIELDS["reg"].default))
     merged.update(overrides)
+    used = plugin_modules(merged, [merged["reg"]])
+    if used:
+        merged["plugins"] = sorted(set(merged.get("plugins") or []) | set(used))
     return Config(**merged)
 
 
@@ -431,8 +500,7 @@ def config_from_file(path: str | os.PathLike) -> Config:
     return make_config(load_yaml(path, "config"), source=str(path))
 
 
-__all__ = ["Config", "FIELDS", "HINTS", "GROUPS", "DISPLAY_ONLY", "RESUMABLE", "REG_PRESETS", "DATA_PRESETS",
-           "BUILTIN_DATA",
-           "IMAGE_DATA", "CUSTOM_KINDS", "data_kind", "make_config", "load_yaml", "check_keys", "coerce", "preset_defaults",
-           "minimal_overrides", "to_yaml", "config_from_file", "configs_dir", "resolve_config_path", "flag",
-           "choices_of", "base_type", "validate"]
+__all__ = ["Config", "FIELDS", "GROUPS", "DATA_PRESETS", "BUILTIN_DATA", "IMAGE_DATA", "CUSTOM_KINDS", "fields",
+           "role", "display_only", "resumable", "harmless", "data_kind", "make_config", "config_from_values",
+           "import_plugins", "load_yaml", "check_keys", "coerce", "preset_defaults", "minimal_overrides", "to_yaml",
+           "config_from_file", "configs_dir", "resolve_config_path", "flag", "choices_of", "base_type", "validate"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from lit_regularize.config import Config
-from lit_regularize.errors import ConfigError, RunInterrupted, UserError
+from lit_regularize.errors import ConfigError, DataError, RunInterrupted, UserError
 from lit_regularize.summary import RunSummary
 
 KFOLD_FIGURE = "kfold_curves.png"
@@ -153,6 +154,66 @@ def _remove_if_empty(path: Path, logdir: Path) -> None:
         folder = folder.parent
 
 
+def fold_splits(dm: Any, n_folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, val) indices of every fold, from the DataModule's own split() (dm loaded, kfold set; fold restored)."""
+    saved, out = dm.fold, []
+    try:
+        for f in range(n_folds):
+            dm.fold = f
+            out.append(dm.split())
+    finally:
+        dm.fold = saved
+    return out
+
+
+def fold_class_warning(dm: Any, kfold: int, repeats: int = 1) -> Optional[str]:
+    """Check every fold of a loaded DataModule for the classes of its pool (the examples the folds split).
+
+    A fold that would train without a class is a DataError naming the class, the fold and K; classes that some
+    folds validate without (fewer examples than K, or unlucky chunks) give the warning returned, None if every fold
+    validates every class."""
+    labels = np.asarray(dm.train_labels()).astype(np.int64)
+    names = list(dm.class_names or [])
+
+    def name(c: int) -> str:
+        return repr(names[c] if c < len(names) else str(c))
+
+    n_folds = kfold * repeats
+    unseen: dict[int, int] = {}  # class -> folds that validate without it
+    sizes: dict[int, int] = {}  # class -> its examples in the pool (all in training where a fold lacks it)
+    for f, (train, val) in enumerate(fold_splits(dm, n_folds)):
+        trained, validated = set(np.unique(labels[train]).tolist()), set(np.unique(labels[val]).tolist())
+        untrained = sorted(validated - trained)
+        if untrained:
+            c = untrained[0]
+            raise DataError(f"--kfold {kfold}: fold_{f} would train without class {name(c)} (all "
+                            f"{int(np.sum(labels[val] == c))} of its examples validate in that fold); use a smaller "
+                            "--kfold, or more examples of it")
+        for c in trained - validated:
+            unseen[c] = unseen.get(c, 0) + 1
+            sizes[c] = int(np.sum(labels[train] == c))
+    if not unseen:
+        return None
+    worst = sorted(unseen.items(), key=lambda ck: (-ck[1], ck[0]))
+    shown = ", ".join(f"{k} of {n_folds} folds validate without class {name(c)} ({sizes[c]} example"
+                      f"{'s' if sizes[c] != 1 else ''})" for c, k in worst[:5])
+    more = f" (and {len(worst) - 5} more classes)" if len(worst) > 5 else ""
+    return (f"--kfold {kfold}: {shown}{more}: their val/loss and val/acc say nothing about it; fewer folds or more "
+            "examples of it help")
+
+
+def check_fold_classes(cfg: Config) -> None:
+    """Before any fold trains: refuse folds that train without a class, warn once (stderr) about folds that
+    validate without one (fold_class_warning)."""
+    from lit_regularize.run import build_datamodule
+
+    dm = build_datamodule(cfg.replace(fold=0))
+    dm.setup("fit")
+    note = fold_class_warning(dm, cfg.kfold, cfg.kfold_repeats)
+    if note:
+        print(f"warning: {note}", file=sys.stderr)
+
+
 def run_kfold(cfg: Config, verbose: bool = True) -> RunSummary:
     """K-fold (optionally iterated) + refit at the mean curve's best epoch; writes summary.json and a figure."""
     from lit_regularize.plots import fold_figure, log_figures, save_figure
@@ -163,6 +224,7 @@ def run_kfold(cfg: Config, verbose: bool = True) -> RunSummary:
         raise ConfigError(f"--kfold must be >= 2 for k-fold validation, got {cfg.kfold}")
     if cfg.val_on_test:
         raise ConfigError("--kfold and --val-on-test do not combine: folds validate on training data")
+    check_fold_classes(cfg)  # before the run folder exists: a fold without a class is refused, not trained
     t_start = time.perf_counter()
     parent = RunDir.claim(cfg.logdir, cfg.run_name)
     base = os.path.relpath(parent.path, Path(cfg.logdir).absolute())
@@ -206,4 +268,5 @@ def run_kfold(cfg: Config, verbose: bool = True) -> RunSummary:
 
 
 __all__ = ["fold_configs", "refit_config", "run_kfold", "evaluate_folds", "FoldEvaluation", "mean_curves",
-           "chosen_epoch", "format_curves", "n_workers", "KFOLD_FIGURE"]
+           "chosen_epoch", "format_curves", "n_workers", "fold_splits", "fold_class_warning",
+           "check_fold_classes", "KFOLD_FIGURE"]

@@ -1,7 +1,7 @@
 """The one LightningModule: an MLP whose capacity and regularizers are config switches."""
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Literal, Optional
+from typing import Any, Callable, Literal, Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -9,8 +9,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchmetrics
 
+from lit_regularize.errors import ConfigError
 from lit_regularize.optim import RMSprop
-from lit_regularize.penalties import weight_penalty
+from lit_regularize.regularizers import Regularizer, create as create_regularizers
 from lit_regularize.sparse import MultiHotLinear
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
@@ -20,19 +21,21 @@ OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
 }
 
 
-def build_mlp(n_features: int, n_outputs: int, hidden: int, layers: int, dropout: float = 0.0,
-              batchnorm: bool = False, bn_position: str = "before") -> nn.Sequential:
-    """input -> layers x (Linear -> [BatchNorm] -> ReLU -> [Dropout]) -> Linear(n_outputs)."""
+def build_mlp(n_features: int, n_outputs: int, hidden: int, layers: int,
+              regularizers: Sequence[Regularizer] = ()) -> nn.Sequential:
+    """input -> layers x (Linear -> ReLU, as the regularizers change the block) -> Linear(n_outputs).
+
+    The first Linear takes multi-hot CSR batches too (MultiHotLinear); with BatchNorm and dropout a block is
+    Linear -> BatchNorm -> ReLU -> Dropout."""
     modules: list[nn.Module] = []
     width_in = n_features
     for i in range(layers):
-        modules.append(MultiHotLinear(width_in, hidden) if i == 0 else nn.Linear(width_in, hidden))
+        linear: nn.Module = MultiHotLinear(width_in, hidden) if i == 0 else nn.Linear(width_in, hidden)
         block: list[nn.Module] = [nn.ReLU()]
-        if batchnorm:
-            block.insert(0 if bn_position == "before" else 1, nn.BatchNorm1d(hidden))
-        if dropout > 0:
-            block.append(nn.Dropout(dropout))
-        modules += block
+        for r in regularizers:
+            linear = r.hidden_linear(linear, i)
+            block = r.hidden_block(block, hidden, i)
+        modules += [linear, *block]
         width_in = hidden
     modules.append(nn.Linear(width_in, n_outputs))
     return nn.Sequential(*modules)
@@ -45,18 +48,20 @@ class RegularizedMLP(pl.LightningModule):
     `RegularizedMLP.load_from_checkpoint(path)` and carries no run paths.
     """
 
-    def __init__(self, n_features: int, n_classes: int, hidden: int = 16, layers: int = 2, dropout: float = 0.0,
-                 batchnorm: bool = False, bn_position: Literal["before", "after"] = "before", l1: float = 0.0,
-                 l2: float = 0.0, l1_layers: Optional[list[int]] = None, l2_layers: Optional[list[int]] = None,
+    def __init__(self, n_features: int, n_classes: int, hidden: int = 16, layers: int = 2,
                  optimizer: Literal["rmsprop", "adam", "sgd"] = "rmsprop", lr: float = 1e-3,
-                 weight_decay: float = 0.0) -> None:
+                 **regularization: Any) -> None:
+        """regularization: the settings of registered regularizers (dropout=0.5, l2=1e-3, batchnorm=True, ...),
+        saved flat in the checkpoint's hyperparameters like the other arguments."""
         super().__init__()
         self.save_hyperparameters()
-        self.l1, self.l2, self.l1_layers, self.l2_layers = l1, l2, l1_layers, l2_layers
-        self.optimizer_name, self.lr, self.weight_decay = optimizer, lr, weight_decay
+        self.optimizer_name, self.lr = optimizer, lr
+        try:
+            self.regularizers = create_regularizers(regularization)
+        except TypeError as e:  # a checkpoint of a plug-in regularizer whose module was not imported
+            raise ConfigError(str(e)) from None
         self.binary = n_classes == 2
-        self.net = build_mlp(n_features, 1 if self.binary else n_classes, hidden, layers, dropout, batchnorm,
-                             bn_position)
+        self.net = build_mlp(n_features, 1 if self.binary else n_classes, hidden, layers, self.regularizers)
         task = {"task": "binary"} if self.binary else {"task": "multiclass", "num_classes": n_classes}
         self.val_acc = torchmetrics.Accuracy(**task)
         self.test_acc = torchmetrics.Accuracy(**task)
@@ -85,10 +90,19 @@ class RegularizedMLP(pl.LightningModule):
             return F.binary_cross_entropy_with_logits(logits, y.float())
         return F.cross_entropy(logits, y)
 
+    @property
+    def has_penalty(self) -> bool:
+        """Whether a regularizer adds a term to the training loss (then train/penalty is logged)."""
+        return any(r.has_penalty for r in self.regularizers)
+
     def penalty(self) -> torch.Tensor:
-        """The L1/L2 weight penalty (zero when both strengths are 0)."""
-        return weight_penalty(self.linears(), {"l1": self.l1, "l2": self.l2},
-                              {"l1": self.l1_layers, "l2": self.l2_layers})
+        """The regularizers' loss terms (L1, L2, ...) summed; zero without any."""
+        total = self.linears()[0].weight.new_zeros(())
+        for r in self.regularizers:
+            term = r.penalty(self)
+            if term is not None:
+                total = total + term
+        return total
 
     def _preds(self, logits: torch.Tensor) -> torch.Tensor:
         return (logits > 0).long() if self.binary else logits.argmax(-1)
@@ -102,11 +116,16 @@ class RegularizedMLP(pl.LightningModule):
     # -- steps ----------------------------------------------------------------------------------------
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, y = batch
+        for r in self.regularizers:
+            x, y = r.train_batch(self, x, y)
         logits = self(x)
         loss = self.data_loss(logits, y)
         _add_batch_mean(self.train_loss, loss.detach(), len(y))
         self.train_acc.update(self._preds(logits.detach()), y.long())
-        if self.l1 or self.l2:
+        for r in self.regularizers:  # e.g. smoothed targets: optimized, while train/loss stays the data loss
+            replaced = r.train_loss(self, logits, y)
+            loss = loss if replaced is None else replaced
+        if self.has_penalty:
             penalty = self.penalty()
             _add_batch_mean(self.train_penalty, penalty.detach(), len(y))
             loss = loss + penalty
@@ -120,7 +139,7 @@ class RegularizedMLP(pl.LightningModule):
     def train_epoch_metrics(self) -> dict[str, float]:
         """This epoch's mean data loss, accuracy (and penalty, when there is one) so far."""
         out = {"train/loss": float(self.train_loss.compute()), "train/acc": float(self.train_acc.compute())}
-        if self.l1 or self.l2:
+        if self.has_penalty:
             out["train/penalty"] = float(self.train_penalty.compute())
         return out
 
@@ -156,15 +175,13 @@ class RegularizedMLP(pl.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return OPTIMIZERS[self.optimizer_name](self.parameters(), lr=self.lr)
 
-    def _decayed(self) -> Iterator[torch.Tensor]:
-        return (lin.weight for lin in self.linears())
-
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        # Decoupled decay (AdamW-style) for every optimizer: shrink weights before the update, not via grads.
-        if self.weight_decay:
-            with torch.no_grad():
-                for w in self._decayed():
-                    w.mul_(1.0 - self.lr * self.weight_decay)
+        for r in self.regularizers:  # e.g. decoupled weight decay
+            r.before_step(self, optimizer)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        for r in self.regularizers:  # e.g. max-norm constraints, after the optimizer step
+            r.after_step(self)
 
 
 def _add_batch_mean(metric: torchmetrics.MeanMetric, batch_mean: torch.Tensor, n: int) -> None:

@@ -1,27 +1,56 @@
-"""Weight penalties added to the training loss (keras' kernel_regularizer semantics)."""
+"""Weight penalties added to the training loss (keras' kernel_regularizer semantics): what L1 and L2 share.
+
+torch is imported inside the functions: regularizer modules import this one to declare their settings, and
+declaring settings must stay cheap (`--help` answers without loading torch).
+"""
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
-import torch
-import torch.nn as nn
-
-# name -> penalty of one weight matrix, before multiplying by its strength
-PENALTIES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "l1": lambda w: w.abs().sum(),
-    "l2": lambda w: w.square().sum(),
-}
+from lit_regularize.regularizers.base import Regularizer
+from lit_regularize.settings import Setting, at_least, setting
 
 
-def weight_penalty(linears: Sequence[nn.Linear], strengths: dict[str, float],
-                   layers: dict[str, Optional[Sequence[int]]]) -> torch.Tensor:
-    """Sum over penalties of strength * penalty(W) for the chosen Linear weights (default: all but the output)."""
+def penalty_settings(name: str, formula: str) -> tuple[Setting, Setting]:
+    """The strength --NAME and the layer list --NAME-layers of a weight penalty."""
+    return (setting(name, float, 0.0, f"{name.upper()} penalty strength: {formula}", "regularization",
+                    check=at_least(0)),
+            setting(f"{name}_layers", list, None, f"Linear layers (0-based, LAYERS = output) the {name.upper()} "
+                    "penalty covers (default: all hidden)", "regularization", optional=True, metavar="I"))
+
+
+class WeightPenalty(Regularizer):
+    """strength * norm(W) over the chosen Linear weight matrices (not biases, not BatchNorm; default: every hidden
+    layer, the output layer only when --NAME-layers names it). Subclasses declare settings and `norm`."""
+
+    @staticmethod
+    def norm(w: Any) -> Any:
+        """The penalty of one weight matrix, before multiplying by the strength."""
+        raise NotImplementedError
+
+    @classmethod
+    def enabled(cls, values: Mapping[str, Any]) -> bool:
+        return bool(values.get(cls.name, 0.0))
+
+    @classmethod
+    def check(cls, values: Mapping[str, Any]) -> Optional[str]:
+        n_hidden = int(values.get("layers", 2))
+        for i in values.get(f"{cls.name}_layers") or []:
+            if not 0 <= int(i) <= n_hidden:
+                return f"--{cls.name}-layers: layer {i} out of range 0..{n_hidden} ({n_hidden} = output)"
+        return None
+
+    def penalty(self, model: Any) -> Any:
+        return weight_penalty(model.linears(), self.values[self.name], self.values[f"{self.name}_layers"],
+                              self.norm)
+
+    def describe(self) -> str:
+        return f"{self.name.upper()} {self.values[self.name]:g}"
+
+
+def weight_penalty(linears: Sequence[Any], strength: float, layers: Optional[Sequence[int]], norm: Any) -> Any:
+    """strength * norm(W) summed over the chosen Linear weights (default: every layer but the output layer)."""
     total = linears[0].weight.new_zeros(())
-    for name, strength in strengths.items():
-        if not strength:
-            continue
-        chosen = layers.get(name)
-        indices = range(len(linears) - 1) if chosen is None else chosen
-        for i in indices:
-            total = total + strength * PENALTIES[name](linears[i].weight)
+    for i in range(len(linears) - 1) if layers is None else layers:
+        total = total + strength * norm(linears[i].weight)
     return total

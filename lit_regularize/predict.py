@@ -5,20 +5,32 @@
     p.predict(["A wonderful, moving film.", "Dull."])        # [{"prob": 0.97, "label": 1, "name": "positive"}, ...]
     load("lightning_logs/fashion_mnist_none/version_0").predict(["shoe.png"])
     # [{"probs": [...10], "label": 7, "name": "Sneaker"}]
+    load("lightning_logs/mnist_none/version_0", invert=True).predict(["digit_on_paper.jpg"])
 
 IMDB inputs are review texts, tokenized like keras (`lit_regularize.text`) with the word index found in the
-run's data folder (or `word_index=`). Image inputs are prepared to look like the training images:
+run's data folder (or `word_index=`). Image inputs are encoded exactly as the training images were, never
+guessed at:
 
-* a file path (PNG/JPEG/..., any size and mode) or a PIL image: converted to grayscale; when its mean
-  is above 127 it is taken as dark-on-light (a photo or a scan) and inverted, because MNIST and
-  Fashion-MNIST are light objects on a black background; an image that is not 28x28 is cropped to
-  its content (pixels above 10% of the maximum), scaled to fit a 20x20 box (MNIST, as the digits
-  were prepared) or 28x28 (Fashion-MNIST) keeping its aspect ratio, and centered on a black 28x28;
+* a file path (PNG/JPEG/..., any size and mode) or a PIL image: converted to 8-bit grayscale by the bit depth of
+  its mode (`lit_regularize.data.images.to_gray8`: 16-bit and float images scaled, transparent pixels white);
+  a 28x28 image is then used as it is, so a PNG written from an idx image predicts exactly like that image;
+  an image of another size is cropped to its content (pixels above 10% of the maximum), scaled to fit a 20x20
+  box (MNIST, as the digits were prepared) or 28x28 (Fashion-MNIST) keeping its aspect ratio, and centered on a
+  black 28x28;
 * an idx image file (torchvision raw layout): all of its images, used as they are;
 * a uint8 array (28x28, Nx28x28 or Nx784, 0..255) or a float array of the same shapes in 0..1
-  (a float array whose maximum is above 1 is read as 0..255): used as they are (no inversion).
+  (a float array whose maximum is above 1 is read as 0..255): used as they are.
 
-Then pixels are normalized as in training, (x / 255 - mean) / std with the dataset's mean and std.
+MNIST and Fashion-MNIST are light objects on black. A dark-on-light picture (a scan, a photo of paper) must be
+inverted, and only on request: `load(..., invert=True)` (predict --invert) uses 255 - pixel of every input image
+(before cropping; imagedir runs likewise). Then pixels are normalized as in training, (x / 255 - mean) / std
+with the dataset's mean and std.
+
+`load` and `export` use a run folder's model only after checking it: a k-fold folder (fit --kfold) means its
+refit model (said on stderr); the checkpoint must be the run's (input width and number of classes as the run's
+settings say) with finite weights; a best checkpoint that summary.json names must exist (no silent fallback to
+last.ckpt; a run without any best uses last.ckpt and says so); a run that is not completed (running,
+interrupted, failed) is used with one `warning:` line naming its status and the epoch of the weights.
 
 Runs on the user's own data (--data KIND:PATH) predict from files of the training kind (CSV, npz, .txt files or
 image files, or folders of them), encoded with what the run folder saved at training time (classes.json,
@@ -30,8 +42,9 @@ training data; results name the classes by the user's labels: {"probs", "label",
 """
 from __future__ import annotations
 
-import json
+import itertools
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
@@ -41,8 +54,11 @@ import torch
 import torch.nn as nn
 
 from lit_regularize.config import CUSTOM_KINDS, data_kind
+from lit_regularize.data.images import to_gray8
 from lit_regularize.errors import DataError, UserError
-from lit_regularize.rundir import RunDir
+from lit_regularize.files import read_json
+from lit_regularize.rundir import BEST_PATTERN, CHECKPOINTS, LAST, RunDir
+from lit_regularize.summary import SUMMARY
 from lit_regularize.text import WORD_INDEX_FILE, encode_texts, load_word_index
 
 # The datasets' class names (torchvision's FashionMNIST.classes); MNIST classes are the digits.
@@ -57,11 +73,40 @@ IDX_IMAGES_MAGIC = b"\x00\x00\x08\x03"
 
 # -- the run folder ---------------------------------------------------------------------------------------
 
-def run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """The run's resolved settings as a plain dict (RunDir.read_settings: config.yaml, else summary.json's)."""
+def summary_of(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """A run folder's summary.json as a plain dict; {} when it is missing or unreadable (old or damaged runs)."""
+    try:
+        summary = read_json(Path(run_dir) / SUMMARY)
+    except (OSError, ValueError):
+        return {}
+    return summary if isinstance(summary, dict) else {}
+
+
+def model_dir(run_dir: str | os.PathLike) -> tuple[Path, Optional[str]]:
+    """(the folder whose model to use, a note to say or None): run_dir itself, or a k-fold folder's refit run
+    (fit --kfold prints the k-fold folder, which holds fold_*/ and refit/ but no checkpoint of its own)."""
     d = Path(run_dir).expanduser()
     if not d.is_dir():  # named as the user gave it (RunDir's path is absolute)
         raise UserError(f"run folder {d} not found")
+    if (d / CHECKPOINTS).is_dir():
+        return d, None
+    summary = summary_of(d)
+    if summary.get("kind") == "kfold":
+        refit = summary.get("refit_dir")
+        if isinstance(refit, str) and (d / refit).is_dir():
+            return d / refit, (f"{d} is a k-fold folder: using its refit model {d / refit} (trained on the whole "
+                               f"training pool for the chosen {summary.get('chosen_epoch')} epochs)")
+        raise UserError(f"{d} is a k-fold folder whose refit run ({refit}) is missing")
+    if (d / "refit").is_dir() or any(d.glob("fold_*")):
+        raise UserError(f"{d} is a k-fold folder whose refit has not finished: use {d / 'refit'}/version_k once it "
+                        "has, or one fold's folder fold_k/version_0")
+    return d, None
+
+
+def run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The run's resolved settings as a plain dict (RunDir.read_settings: config.yaml, else summary.json's);
+    a k-fold folder's are its refit run's."""
+    d, _ = model_dir(run_dir)
     cfg = RunDir(d).read_settings()
     data = cfg.get("data")
     if data not in CLASS_NAMES and not (isinstance(data, str) and ":" in data and data_kind(data) in CUSTOM_KINDS):
@@ -74,31 +119,58 @@ def is_own_data(cfg: dict[str, Any]) -> bool:
     return cfg["data"] not in CLASS_NAMES
 
 
-def find_checkpoint(run_dir: str | os.PathLike, last: bool = False) -> Path:
-    """checkpoints/last.ckpt when last, else the best one (summary.json's, else the newest best-*.ckpt).
+def choose_checkpoint(run_dir: str | os.PathLike, last: bool = False) -> tuple[Path, Optional[str]]:
+    """(checkpoints/last.ckpt when last, else the best checkpoint; a warning to say, or None).
 
-    A run that kept no best checkpoint (nothing validated) falls back to last.ckpt.
+    The best is the one summary.json names, which must exist: a missing one is refused, never replaced by the
+    last weights. Without one recorded (a run still training), the newest best-*.ckpt. Only a run that has no
+    best at all (nothing validated, or no finite validation loss) uses last.ckpt, and the warning says so.
     """
     d = Path(run_dir)
-    ckpts = d / "checkpoints"
-    last_path = ckpts / "last.ckpt"
-    if not last:
-        recorded = None
-        try:
-            recorded = json.loads((d / "summary.json").read_text()).get("best_checkpoint")
-        except (OSError, ValueError, AttributeError):
-            pass
-        if recorded:  # relative to the run folder (older runs: absolute)
-            for candidate in (d / recorded, ckpts / Path(recorded).name):  # the folder may have been moved
-                if candidate.is_file():
-                    return candidate
-        best = sorted(ckpts.glob("best-*.ckpt"), key=lambda p: (p.stat().st_mtime, p.name))
-        if best:
-            return best[-1]
+    ckpts, summary = d / CHECKPOINTS, summary_of(d)
+    last_path = ckpts / LAST
+    if not ckpts.is_dir():  # neither best nor last: --last would not help
+        raise UserError(f"{d}: no checkpoint ({CHECKPOINTS}/ missing); is it a run folder (…/version_k)?")
+    if last:
+        if last_path.is_file():
+            return last_path, None
+        raise UserError(f"{d}: no checkpoint ({CHECKPOINTS}/{LAST} missing; sweep trials keep only their best); "
+                        "drop --last to use the best checkpoint")
+    recorded = summary.get("best_checkpoint")
+    if isinstance(recorded, str) and recorded:  # relative to the run folder (older runs: absolute)
+        for candidate in (d / recorded, ckpts / Path(recorded).name):  # the folder may have been moved
+            if candidate.is_file():
+                return candidate, None
+        raise UserError(f"{d}: its best checkpoint {recorded} (named in summary.json) is missing; restore it, or "
+                        "use the last weights with --last")
+    best = sorted(ckpts.glob("best-*.ckpt"), key=lambda p: (p.stat().st_mtime, p.name))
+    if best:
+        return best[-1], None
+    if summary.get("best_epoch") is not None:
+        raise UserError(f"{d}: the best checkpoint (epoch {summary['best_epoch']}) is missing; use the last weights "
+                        "with --last")
     if last_path.is_file():
-        return last_path
-    wanted = "checkpoints/last.ckpt" if last else "checkpoints/best-*.ckpt or last.ckpt"
-    raise UserError(f"{d}: no checkpoint ({wanted} missing); is it a finished run folder?")
+        epoch = checkpoint_epoch(last_path)
+        return last_path, (f"{d}: no best checkpoint (nothing was validated, or no validation loss was finite); "
+                           f"using {CHECKPOINTS}/{LAST}" + (f", the weights of epoch {epoch}" if epoch else ""))
+    raise UserError(f"{d}: no checkpoint ({CHECKPOINTS}/best-*.ckpt or {LAST} missing); is it a finished run folder?")
+
+
+def find_checkpoint(run_dir: str | os.PathLike, last: bool = False) -> Path:
+    """The checkpoint choose_checkpoint picks: last.ckpt when last, else the best one (see there)."""
+    return choose_checkpoint(run_dir, last)[0]
+
+
+def checkpoint_epoch(path: Path) -> Optional[int]:
+    """The 1-based epoch whose weights a checkpoint holds (best-epochNNN names it; Lightning stores it 0-based)."""
+    m = BEST_PATTERN.match(path.name)
+    if m:
+        return int(m.group(1))
+    try:
+        stored = torch.load(path, map_location="cpu", weights_only=True).get("epoch")
+    except Exception:  # noqa: BLE001 - only a warning's detail: an unreadable file fails in load_model
+        return None
+    return int(stored) + 1 if isinstance(stored, int) else None
 
 
 def load_model(checkpoint_path: str | os.PathLike) -> nn.Module:
@@ -141,6 +213,83 @@ def _model_from_run_config(path: Path) -> nn.Module:
     return model
 
 
+def check_finite(model: nn.Module, checkpoint: Path) -> None:
+    """Refuse a model whose weights (or BatchNorm statistics) hold NaN or inf: it predicts nothing but NaN."""
+    tensors = itertools.chain(model.named_parameters(), model.named_buffers())
+    bad = [name for name, t in tensors if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if not bad:
+        return
+    hint = ("; the best checkpoint (without --last) may still be finite"
+            if checkpoint.name == LAST and any(checkpoint.parent.glob("best-*.ckpt")) else "")
+    raise DataError(f"{checkpoint}: checkpoint weights are not finite (NaN or inf in {bad[0]}): the run diverged; "
+                    f"train it again with a lower --lr{hint}")
+
+
+def run_shape(cfg: dict[str, Any], run_dir: Path) -> tuple[Optional[int], int, str]:
+    """(input width or None where the run does not say, number of classes, what says so) by the run's settings
+    and the artifacts its folder saved."""
+    data = cfg["data"]
+    if data == "imdb":
+        return int(cfg["num_words"]), 2, f"imdb with num_words {cfg['num_words']}"
+    if data in CLASS_NAMES:
+        return IMAGE_SIZE * IMAGE_SIZE, 10, f"{data}: 28x28 images, 10 classes"
+    from lit_regularize.data.predict_inputs import saved_classes, saved_width
+
+    rundir = RunDir(run_dir)
+    n = len(saved_classes(rundir))
+    width, source = saved_width(rundir, cfg)
+    return width, n, f"{data_kind(data)} data: {n} classes in classes.json" + (f", {source}" if source else "")
+
+
+def check_fits(model: nn.Module, cfg: dict[str, Any], run_dir: Path, checkpoint: Path) -> None:
+    """Refuse a checkpoint whose model is not the run's (e.g. a Fashion-MNIST best-*.ckpt copied into an IMDB run):
+    its input width and number of classes must be what the run's settings say."""
+    width, classes, what = run_shape(cfg, run_dir)
+    got_width, got_classes = input_size(model), n_outputs(model)
+    if (width is None or got_width == width) and got_classes == classes:
+        return
+    wanted = (f"{width} inputs and " if width is not None else "") + f"{classes} classes"
+    raise DataError(f"{checkpoint}: not this run's checkpoint: its model takes {got_width} inputs and has "
+                    f"{got_classes} classes, but the run ({what}) needs {wanted}")
+
+
+@dataclass
+class RunModel:
+    """A run folder's model, checked against the run (open_run), with where it came from."""
+
+    run_dir: Path  # the folder the model is from (a k-fold folder's refit run)
+    settings: dict[str, Any]
+    checkpoint: Path
+    model: nn.Module
+    notes: list[str] = field(default_factory=list)  # "note: ..." / "warning: ..." lines for stderr
+
+    def say_notes(self) -> None:
+        """Print the notes on stderr; callers do it once nothing can fail any more, so an error stays one line."""
+        for line in self.notes:
+            print(line, file=sys.stderr)
+
+
+def open_run(run_dir: str | os.PathLike, last: bool = False) -> RunModel:
+    """The run's best (or last) model in eval mode, checked: the run's own (check_fits) and finite (check_finite),
+    with the notes to say (a k-fold folder's refit used, no best checkpoint, a run not completed: the status and
+    the epoch of the weights). predict and export both use it."""
+    d, note = model_dir(run_dir)
+    cfg = run_config(d)
+    ckpt, fallback = choose_checkpoint(d, last)
+    model = load_model(ckpt)
+    check_finite(model, ckpt)
+    check_fits(model, cfg, d, ckpt)
+    # a refit never validates, so it has no best: the note already says which weights these are
+    notes = [f"note: {note}"] if note else ([f"warning: {fallback}"] if fallback else [])
+    status = summary_of(d).get("status")
+    if status and status != "completed":
+        epoch = checkpoint_epoch(ckpt)
+        what = "still running (or was killed)" if status == "running" else status
+        notes.append(f"warning: {d}: the run is {what}, not completed; using {ckpt.name}"
+                     + (f", the weights of epoch {epoch}" if epoch else ""))
+    return RunModel(d, cfg, ckpt, model, notes)
+
+
 # -- inputs -----------------------------------------------------------------------------------------------
 
 def _fit_to_box(img: Any, box: int) -> np.ndarray:
@@ -161,18 +310,13 @@ def _fit_to_box(img: Any, box: int) -> np.ndarray:
     return np.asarray(canvas, dtype=np.uint8)
 
 
-def prepare_image(img: Any, data: str = "mnist") -> np.ndarray:
-    """A PIL image as a 28x28 uint8 light-on-dark array like the training images (see the module doc)."""
+def prepare_image(img: Any, data: str = "mnist", invert: bool = False) -> np.ndarray:
+    """A PIL image as a 28x28 uint8 array encoded as the training images (see the module doc): 8-bit grayscale
+    by its mode's bit depth (to_gray8), 255 - pixel when invert, then fitted to 28x28 unless it is 28x28."""
     from PIL import ImageOps
 
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        from PIL import Image  # transparent pixels count as white paper, not black
-
-        rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(white, rgba)
-    gray = img.convert("L")
-    if np.asarray(gray, dtype=np.float64).mean() > 127:  # dark-on-light: invert to MNIST's light-on-dark
+    gray = to_gray8(img)
+    if invert:  # asked for (dark-on-light pictures), never guessed: a bright training image stays as it is
         gray = ImageOps.invert(gray)
     if gray.size == (IMAGE_SIZE, IMAGE_SIZE):
         return np.asarray(gray, dtype=np.uint8)
@@ -202,26 +346,28 @@ def _array_images(a: Any, what: str) -> np.ndarray:
     return np.clip(np.rint(a), 0, 255).astype(np.uint8)
 
 
-def read_image_file(path: str | os.PathLike, data: str = "mnist") -> np.ndarray:
-    """(N, 28, 28) uint8 from an idx images file (all of them) or one image file."""
+def read_image_file(path: str | os.PathLike, data: str = "mnist", invert: bool = False) -> np.ndarray:
+    """(N, 28, 28) uint8 from an idx images file (all of them) or one image file; invert: 255 - pixel."""
     from PIL import Image, UnidentifiedImageError
+
+    from lit_regularize.oserrors import os_reason
 
     p = Path(path)
     try:
         with open(p, "rb") as f:
             head = f.read(4)
     except OSError as e:
-        raise DataError(f"image {p}: cannot read ({e.strerror})") from None
+        raise DataError(f"image {p}: cannot read ({os_reason(e)})") from None
     if head == IDX_IMAGES_MAGIC:
         from lit_regularize.data.mnist import read_idx
 
-        images = read_idx(p, "images")
-        return _array_images(images, str(p))
+        images = _array_images(read_idx(p, "images"), str(p))
+        return 255 - images if invert else images
     try:
         with Image.open(p) as img:
             img.load()
-            return prepare_image(img, data)[None]
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+            return prepare_image(img, data, invert)[None]
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as e:
         why = " ".join(str(e).split())[:100]
         raise DataError(f"image {p}: not a readable image ({type(e).__name__}: {why})") from None
 
@@ -246,6 +392,7 @@ class Predictor:
     batch_size: int = BATCH_SIZE
     names: Optional[tuple[str, ...]] = None  # own data: the class names saved with the run (classes.json)
     reader: Optional[Callable[[str], tuple[list[str], Any]]] = field(default=None, repr=False)  # own data
+    invert: bool = False  # image runs: 255 - pixel of every input image (dark-on-light pictures), as asked
     _word_index: Optional[dict[str, int]] = field(default=None, repr=False)
 
     @property
@@ -274,17 +421,18 @@ class Predictor:
         return MultiHot(torch.from_numpy(crow), torch.from_numpy(cols), self.num_words)
 
     def images(self, inputs: Iterable[Any]) -> np.ndarray:
-        """(N, 28, 28) uint8 from paths, idx files (all their images), PIL images and arrays."""
+        """(N, 28, 28) uint8 from paths, idx files (all their images), PIL images and arrays (255 - pixel when
+        self.invert)."""
         out = []
         for i, item in enumerate(inputs):
             if isinstance(item, (str, os.PathLike)):
-                out.append(read_image_file(item, self.data))
+                out.append(read_image_file(item, self.data, self.invert))
             elif hasattr(item, "convert") and hasattr(item, "mode"):  # a PIL image
-                out.append(prepare_image(item, self.data)[None])
-            elif isinstance(item, torch.Tensor):
-                out.append(_array_images(item.detach().cpu().numpy(), f"input {i + 1}"))
-            elif isinstance(item, np.ndarray):
-                out.append(_array_images(item, f"input {i + 1}"))
+                out.append(prepare_image(item, self.data, self.invert)[None])
+            elif isinstance(item, (torch.Tensor, np.ndarray)):
+                a = item.detach().cpu().numpy() if isinstance(item, torch.Tensor) else item
+                images = _array_images(a, f"input {i + 1}")
+                out.append(255 - images if self.invert else images)
             else:
                 raise UserError(f"input {i + 1}: expected an image path, PIL image or array, "
                                 f"got {type(item).__name__}")
@@ -384,33 +532,40 @@ def default_word_index_path(cfg: dict[str, Any], data_dir: Optional[str | os.Pat
     return Path(d).expanduser() / WORD_INDEX_FILE
 
 
+IMAGE_KINDS = ("mnist", "fashion_mnist", "imagedir")  # the runs whose inputs --invert may invert
+
+
 def load(run_dir: str | os.PathLike, last: bool = False, word_index: Optional[str | os.PathLike] = None,
-         data_dir: Optional[str | os.PathLike] = None, batch_size: int = BATCH_SIZE) -> Predictor:
-    """A Predictor for a run folder's best (or last) checkpoint; IMDB runs also load their word index, own-data
-    runs what their run folder saved to encode new inputs (data.predict_inputs)."""
+         data_dir: Optional[str | os.PathLike] = None, batch_size: int = BATCH_SIZE,
+         invert: bool = False) -> Predictor:
+    """A Predictor for a run folder's checked best (or last) model (open_run); IMDB runs also load their word
+    index, own-data runs what their run folder saved to encode new inputs (data.predict_inputs). invert: image
+    runs use 255 - pixel of every input image (dark-on-light pictures); never done unless asked."""
     cfg = run_config(run_dir)
-    ckpt = find_checkpoint(run_dir, last)
-    model = load_model(ckpt)
     data = cfg["data"]
+    kind = data_kind(data) if is_own_data(cfg) else data
+    if invert and kind not in IMAGE_KINDS:  # before the model is loaded: a flag mistake fails at once
+        raise UserError(f"--invert applies to image runs ({', '.join(IMAGE_KINDS)}), not to this {kind} run")
+    run = open_run(run_dir, last)
+    ckpt, model = run.checkpoint, run.model
     if is_own_data(cfg):
         from lit_regularize.data.predict_inputs import reader
 
-        read, names = reader(RunDir(Path(run_dir).expanduser()), cfg, input_size(model))
-        if len(names) != n_outputs(model):
-            raise DataError(f"{run_dir}: classes.json names {len(names)} classes but the model has "
-                            f"{n_outputs(model)}")
-        return Predictor(model, data_kind(data), ckpt, num_words=cfg.get("num_words"), batch_size=batch_size,
-                         names=tuple(names), reader=read)
-    if data == "imdb":
+        read, names = reader(RunDir(run.run_dir), cfg, input_size(model), invert=invert)
+        p = Predictor(model, kind, ckpt, num_words=cfg.get("num_words"), batch_size=batch_size,
+                      names=tuple(names), reader=read, invert=invert)
+    elif data == "imdb":
         path = Path(word_index) if word_index else default_word_index_path(cfg, data_dir)
         p = Predictor(model, data, ckpt, num_words=int(cfg["num_words"]), word_index_path=path,
                       batch_size=batch_size)
         p.word_index  # noqa: B018 - a missing or bad word index fails here, not at the first prediction
-        return p
-    from lit_regularize.data.mnist import IMAGE_DATASETS  # the training images' mean and std
+    else:
+        from lit_regularize.data.mnist import IMAGE_DATASETS  # the training images' mean and std
 
-    mean, std = IMAGE_DATASETS[data][1:]
-    return Predictor(model, data, ckpt, mean=mean, std=std, batch_size=batch_size)
+        mean, std = IMAGE_DATASETS[data][1:]
+        p = Predictor(model, data, ckpt, mean=mean, std=std, batch_size=batch_size, invert=invert)
+    run.say_notes()  # every check passed: the notes never precede an error line
+    return p
 
 
 def input_size(model: nn.Module) -> int:
@@ -424,6 +579,7 @@ def n_outputs(model: nn.Module) -> int:
     return 2 if getattr(model, "binary", False) else int(last.out_features)
 
 
-__all__ = ["Predictor", "load", "input_size", "n_outputs", "is_own_data", "load_model", "find_checkpoint", "run_config",
-           "prepare_image",
-           "read_image_file", "CLASS_NAMES", "FASHION_CLASSES"]
+__all__ = ["Predictor", "RunModel", "load", "open_run", "input_size", "n_outputs", "is_own_data", "load_model",
+           "find_checkpoint", "choose_checkpoint", "checkpoint_epoch", "check_finite", "check_fits", "run_shape",
+           "model_dir", "run_config", "summary_of", "prepare_image", "read_image_file", "CLASS_NAMES",
+           "FASHION_CLASSES", "IMAGE_KINDS"]

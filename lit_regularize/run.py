@@ -11,6 +11,8 @@ import copy
 import logging
 import os
 import signal
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
@@ -22,6 +24,8 @@ from lit_regularize.config import Config
 from lit_regularize.data.base import SplitDataModule
 from lit_regularize.data.own import write_artifacts
 from lit_regularize.errors import ConfigError, RunInterrupted, UserError
+from lit_regularize.files import WriteFailed, write_failure
+from lit_regularize.regularizers import MODEL, settings_of
 from lit_regularize.model import RegularizedMLP, count_parameters, layer_summary
 from lit_regularize.rundir import RunDir
 from lit_regularize.summary import RunSummary, best_of
@@ -59,11 +63,10 @@ def build_datamodule(cfg: Config) -> SplitDataModule:
 
 
 def build_model(cfg: Config, n_features: int, n_classes: int) -> RegularizedMLP:
-    """The LightningModule with the model and optimization settings of cfg."""
-    return RegularizedMLP(n_features, n_classes, hidden=cfg.hidden, layers=cfg.layers, dropout=cfg.dropout,
-                          batchnorm=cfg.batchnorm, bn_position=cfg.bn_position, l1=cfg.l1, l2=cfg.l2,
-                          l1_layers=cfg.l1_layers, l2_layers=cfg.l2_layers, optimizer=cfg.optimizer, lr=cfg.lr,
-                          weight_decay=cfg.weight_decay)
+    """The LightningModule with the model, optimization and regularizer settings of cfg."""
+    values = cfg.to_dict()
+    return RegularizedMLP(n_features, n_classes, hidden=cfg.hidden, layers=cfg.layers, optimizer=cfg.optimizer,
+                          lr=cfg.lr, **{k: values[k] for k in settings_of(MODEL) if k in values})
 
 
 def check_hardware(cfg: Config) -> None:
@@ -121,16 +124,54 @@ def _sigterm_as_exception() -> Iterator[_Signals]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def _quiet_event_writer() -> Iterator[None]:
+    """TensorBoard writes event files in a thread of its own, which prints the traceback of a failed write (a full
+    disk) before the training thread raises the same error at its next log call: that one is the run's one line."""
+    previous = threading.excepthook
+
+    def hook(args: Any) -> None:
+        if not (type(args.thread).__module__.startswith("tensorboard.") and args.exc_value is not None
+                and write_failure(args.exc_value) is not None):
+            previous(args)
+    threading.excepthook = hook
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
+
+
 def _rank() -> int:
     return int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")) or 0)
 
 
-def _run_dir(cfg: Config, resume: Optional[RunDir]) -> RunDir:
-    if resume is not None:
-        return resume
+def _new_run_dir(cfg: Config) -> RunDir:
     if _rank() > 0 and os.environ.get(RUN_DIR_ENV):
         return RunDir(os.environ[RUN_DIR_ENV])
     return RunDir.claim(cfg.logdir, cfg.run_name)
+
+
+@contextlib.contextmanager
+def _holding(rundir: RunDir, resuming: bool = False) -> Iterator[RunDir]:
+    """rundir locked by this process for the whole run; DDP ranks > 0 work in rank 0's folder under rank 0's lock."""
+    if _rank() > 0 or rundir.locked:
+        yield rundir
+        return
+    rundir.lock()
+    try:
+        if resuming:
+            rundir.check_writable()
+        yield rundir
+    finally:
+        rundir.unlock()
+
+
+def check_batchnorm(cfg: Config, dm: SplitDataModule) -> None:
+    """BatchNorm cannot train on a one-example batch: Config refuses --batch-size 1, this a one-example training set."""
+    n = len(dm.train_set) if cfg.batchnorm and dm.train_set is not None else None
+    if n == 1:
+        raise ConfigError("--batchnorm: the training set has 1 example, and BatchNorm cannot train on a one-example "
+                          "batch; use more training examples or no --batchnorm / --reg batchnorm")
 
 
 def run(cfg: Config, extra_callbacks: Sequence[pl.Callback] = (), resume: Optional[RunDir] = None,
@@ -140,89 +181,145 @@ def run(cfg: Config, extra_callbacks: Sequence[pl.Callback] = (), resume: Option
 
     save_last=False writes no checkpoints/last.ckpt (the run cannot be resumed; its best checkpoint is kept).
 
-    Bad input fails before any folder exists. Every way out (done, Ctrl-C, SIGTERM, a bug) leaves a summary.json
-    whose status says which: completed, interrupted (RunInterrupted is raised) or failed (the error is re-raised).
+    Bad input fails before any folder exists. The run folder is locked while the run lasts: a resume of a run that
+    is still going (or a second resume) is one error line. Every way out (done, Ctrl-C, SIGTERM, a full or
+    read-only disk, a bug) leaves a summary.json (where it can still be written) whose status says which:
+    completed, interrupted (RunInterrupted is raised) or failed (the error is re-raised; a write failure as one line).
     """
     t_start = time.perf_counter()
-    check_hardware(cfg)
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm = datamodule or build_datamodule(cfg)
-    dm.prepare_data()
-    dm.setup("fit")  # bad data fails here, before any folder is created
-    model = build_model(cfg, dm.n_features, dm.n_classes)
-    rundir = _run_dir(cfg, resume)
-    if resume is not None:  # wall_time counts every session of the run, not only this one
+    with contextlib.ExitStack() as held:
+        if resume is not None:  # first of all: a resume of a run still going changes nothing, not even the RNG
+            held.enter_context(_holding(resume, resuming=True))
+        check_hardware(cfg)
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        dm = datamodule or build_datamodule(cfg)
+        dm.prepare_data()
+        dm.setup("fit")  # bad data fails here, before any folder is created
+        check_batchnorm(cfg, dm)
+        model = build_model(cfg, dm.n_features, dm.n_classes)
+        rundir = resume or held.enter_context(_holding(_new_run_dir(cfg)))
+        return _train(cfg, dm, model, rundir, t_start, extra_callbacks, resume is not None, evaluate_test,
+                      hparam_keys, save_last)
+
+
+def _train(cfg: Config, dm: SplitDataModule, model: RegularizedMLP, rundir: RunDir, t_start: float,
+           extra_callbacks: Sequence[pl.Callback], resuming: bool, evaluate_test: bool, hparam_keys: Sequence[str],
+           save_last: bool) -> RunSummary:
+    """run() in its (locked) run folder: fit, test, summary.json on every way out."""
+    if resuming:  # wall_time counts every session of the run, not only this one
         with contextlib.suppress(Exception):
             t_start -= (rundir.read_summary() or RunSummary()).wall_time or 0.0
-    logger = RunLogger(save_dir=str(rundir.path.parent), name="", version=rundir.path.name, default_hp_metric=False)
+    # A resume retrains from last.ckpt: TensorBoard hides what a cut session logged for the epochs trained again
+    # (purge_step), so each epoch keeps one point (a full disk or a kill may come after an epoch was logged).
+    purge = rundir.checkpointed_epochs() + 1 if resuming else None
+    logger = RunLogger(save_dir=str(rundir.path.parent), name="", version=rundir.path.name, default_hp_metric=False,
+                       purge_step=purge)
     logger.hparams.update(cfg.to_dict())  # hparams.yaml holds the resolved config
     callbacks = make_callbacks(rundir.checkpoint_dir, dm.has_validation, cfg.patience, cfg.early_stopping,
-                               cfg.progress, cfg.histogram_every, save_last) + list(extra_callbacks)
+                               cfg.progress, cfg.histogram_every, save_last) + list(extra_callbacks) + \
+        [cb for r in model.regularizers for cb in r.callbacks()]
     trainer = make_trainer(logger, callbacks, cfg.max_epochs, cfg.accelerator, cfg.devices, cfg.strategy,
                            cfg.deterministic, cfg.progress)
     history_cb: History = callback(callbacks, History)
     interrupt_cb: InterruptReason = callback(callbacks, InterruptReason)
     summary = RunSummary(config=cfg.to_dict(), seed=cfg.seed, n_params=count_parameters(model), run_dir=rundir.path)
     zero = trainer.is_global_zero
-    with _sigterm_as_exception() as signals:
+    fitted = False
+    with _sigterm_as_exception() as signals, _quiet_event_writer():
         try:
             if zero:
                 rundir.write_config(cfg)
-                if resume is None:
+                if not resuming:
                     rundir.write_split(dm.split_record())
                     write_artifacts(dm, rundir.path)  # e.g. an own text folder's word index, for predict
                 summary.write()
                 if cfg.progress:
                     print(f"{rundir.path}\n{layer_summary(model)}")
             os.environ[RUN_DIR_ENV] = str(rundir.path)
-            ckpt = str(rundir.last_checkpoint) if resume is not None else None
+            ckpt = str(rundir.last_checkpoint) if resuming else None
             with signals.lightning():
                 trainer.fit(model, datamodule=dm, ckpt_path=ckpt)
             # Testing a checkpoint restores callback state, so keep the fit's own history first.
             history = copy.deepcopy(history_cb.history)
             _fill(summary, cfg, trainer, history, history_cb.non_finite, t_start)
+            fitted = True
             # every rank tests the same weights (DDP collectives); only rank 0 removes stale best-* files
             best = rundir.keep_best(summary.best_epoch) if zero else rundir.best_checkpoints().get(summary.best_epoch)
             summary.best_checkpoint = rundir.rel(best)
             summary.last_checkpoint = rundir.rel(rundir.last_checkpoint) if save_last else None
+            _note_missing_best(summary, best, dm.has_validation, rundir, zero)
             if evaluate_test:
                 with signals.lightning():
                     summary.test = {"last": _test(trainer, model, dm, None, "test_last", summary.epochs_run)}
-                    # A run that was never finite has no best epoch: its best weights are its last.
-                    summary.test["best"] = (_test(trainer, model, dm, str(best), "test_best", summary.best_epoch)
-                                            if best is not None else summary.test["last"])
+                    if best is not None:
+                        summary.test["best"] = _test(trainer, model, dm, str(best), "test_best", summary.best_epoch)
+                    elif not dm.has_validation:  # nothing validated: the last weights are the run's chosen ones
+                        summary.test["best"] = summary.test["last"]
             summary.status, summary.exit_code, summary.wall_time = "completed", 0, time.perf_counter() - t_start
             if zero:
-                _log_hparams(logger, cfg, summary, hparam_keys, again=resume is not None and
-                             _has_hparams_record(rundir.path))
+                _log_hparams(logger, cfg, summary, hparam_keys, again=resuming and _has_hparams_record(rundir.path))
                 logger.finalize("success")
                 summary.write()
         except BaseException as e:
-            reason = _interrupt_reason(e, interrupt_cb.interrupted_by)
-            interrupted = reason is not None
-            if summary.epochs_run == 0:  # not filled yet (a later test pass may have restored older callback state)
+            failure = _write_failure(e, rundir, save_last)
+            reason = None if failure is not None else _interrupt_reason(e, interrupt_cb.interrupted_by)
+            if not fitted:  # cut short in the fit (after it, a test pass may have restored older callback state)
                 _fill(summary, cfg, trainer, history_cb.history, history_cb.non_finite, t_start)
             if zero and summary.best_checkpoint is None:  # the checkpoints written so far, for predict / compare
                 with contextlib.suppress(Exception):
                     summary.best_checkpoint = rundir.rel(rundir.best_checkpoints().get(summary.best_epoch))
                     if save_last and rundir.last_checkpoint.is_file():
                         summary.last_checkpoint = rundir.rel(rundir.last_checkpoint)
-            summary.status = "interrupted" if interrupted else "failed"
+            error = failure or e
+            summary.status = "interrupted" if reason else "failed"
             summary.test = None  # a test pass cut short reports nothing rather than half
-            summary.stop_reason = reason or summary.stop_reason
-            summary.exit_code = 130 if interrupted else (2 if isinstance(e, UserError) else 1)
-            if not interrupted:
-                summary.error = f"{type(e).__name__}: {e}"
+            # what ended the run, not what _fill guessed from a fit cut short (it said max_epochs after 1 of 3)
+            summary.stop_reason = reason or (failure.reason if failure is not None else "error")
+            summary.exit_code = 130 if reason else (2 if isinstance(error, UserError) else 1)
+            if not reason:
+                summary.error = f"{type(error).__name__}: {error}"
             if zero:
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(Exception):  # on a full or read-only disk this may fail too
                     summary.write()
-            if interrupted:
+            if reason:
                 raise RunInterrupted(rundir.path, reason) from None
+            if failure is not None:
+                raise failure from None  # one line, not torch's '[enforce fail at inline_container.cc]' traceback
             raise
         finally:
             os.environ.pop(RUN_DIR_ENV, None)
     # DDP: every rank returns rank 0's summary.
     return trainer.strategy.broadcast(summary)
+
+
+def _write_failure(e: BaseException, rundir: RunDir, save_last: bool) -> Optional[WriteFailed]:
+    """A full disk or a read-only folder met anywhere in the run (checkpoints, summary.json, config.yaml, event files,
+    hparams.yaml) as one line that says how to go on, else None."""
+    failure = write_failure(e, fallback=rundir.path)
+    if failure is None:
+        return None
+    if save_last and rundir.last_checkpoint.is_file():
+        return failure.with_hint(f"{failure.fix}, then resume with --resume {rundir.path} (its last complete epoch "
+                                 "is kept)")
+    return failure.with_hint(f"{failure.fix}, then start the run again")
+
+
+def _note_missing_best(summary: RunSummary, best: Optional[Path], validated: bool, rundir: RunDir,
+                       zero: bool) -> None:
+    """Say (summary.notes, a warning line) why a run that validated has no best weights to test; the last weights
+    are never reported as the best ones."""
+    if best is not None or not validated or summary.epochs_run == 0:
+        return
+    if summary.best_epoch is not None:
+        name = f"best-epoch{summary.best_epoch:03d}.ckpt"
+        note = (f"the best checkpoint {rundir.rel(rundir.checkpoint_dir / name)} (epoch {summary.best_epoch}) is "
+                "missing: no test scores for the best weights, only for the last")
+    else:
+        note = ("the validation loss was never finite (the run diverged): no best weights, test scores only for "
+                "the last")
+    summary.notes.append(note)
+    if zero:
+        print(f"warning: {rundir.path}: {note}", file=sys.stderr)
 
 
 def _interrupt_reason(e: BaseException, seen_by_lightning: Optional[str]) -> Optional[str]:
@@ -274,8 +371,8 @@ def _log_hparams(logger: RunLogger, cfg: Config, summary: RunSummary, extra_keys
     best = {"val/best_loss": summary.best_val_loss, "val/best_acc": summary.best_val_acc}
     if summary.best_epoch is not None:
         logger.log_metrics({k: v for k, v in best.items() if v is not None}, step=summary.best_epoch)
-    metrics = {**best, **({"test_best/acc": summary.test["best"]["acc"], "test_last/acc": summary.test["last"]["acc"]}
-                          if summary.test else {})}
+    test = summary.test or {}  # no "best" when the best checkpoint is missing or the run never validated finitely
+    metrics = {**best, **{f"test_{w}/acc": test[w]["acc"] for w in ("best", "last") if w in test}}
     if again:  # a resumed run that already has its HParams record: the scalars above update its metrics
         return
     values = cfg.to_dict()
@@ -309,5 +406,5 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-__all__ = ["run", "build_datamodule", "build_model", "check_hardware", "quiet_lightning", "HPARAM_KEYS",
-           "Terminated"]
+__all__ = ["run", "build_datamodule", "build_model", "check_hardware", "check_batchnorm", "quiet_lightning",
+           "HPARAM_KEYS", "Terminated"]

@@ -1,4 +1,5 @@
-"""RunDir: the one owner of a run folder — claimed exclusively, written atomically, reopened by --resume.
+"""RunDir: the one owner of a run folder — claimed exclusively, locked while a process trains in it, written
+atomically, reopened by --resume.
 
 <logdir>/<name>/version_<k>/
     config.yaml        the resolved Config
@@ -10,16 +11,23 @@
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from lit_regularize.config import RESUMABLE, Config, config_from_file, flag, to_yaml
+from lit_regularize.config import Config, resumable, config_from_file, flag, to_yaml
 from lit_regularize.errors import ConfigError, DataError, UserError
 from lit_regularize.files import atomic_write, read_json, write_json
 from lit_regularize.summary import SUMMARY, RunSummary
+from lit_regularize.writable import check_writable
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; runs there are not locked
+    fcntl = None  # type: ignore[assignment]
 
 CONFIG, SPLIT, CHECKPOINTS, LAST = "config.yaml", "split.npz", "checkpoints", "last.ckpt"
 BEST_PATTERN = re.compile(r"^best-epoch(\d+)\.ckpt$")
@@ -31,6 +39,7 @@ class RunDir:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path).absolute()
+        self._lock_fd: Optional[int] = None
 
     # -- creating and opening ----------------------------------------------------------------------------
     @classmethod
@@ -75,6 +84,40 @@ class RunDir:
                             "start the run again")
         return d
 
+    # -- exclusive use ------------------------------------------------------------------------------------
+    def lock(self) -> "RunDir":
+        """Hold the folder exclusively (an OS lock on it) until unlock(): a second run or --resume of it is one
+        error line. The lock dies with its process, so a crashed or killed run never blocks a resume."""
+        if fcntl is None or self._lock_fd is not None:
+            return self
+        fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))  # not inherited by subprocesses
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise UserError(f"{self.path} is in use: another process is training in this run folder (the run "
+                                "itself or a --resume of it); let it finish or stop it, then resume") from None
+            return self  # a file system without locks (some network mounts): go on, as before locks existed
+        self._lock_fd = fd
+        return self
+
+    @property
+    def locked(self) -> bool:
+        """Whether this object holds lock()."""
+        return self._lock_fd is not None
+
+    def unlock(self) -> None:
+        """Release lock() (a no-op when not held)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the last descriptor releases the flock
+            self._lock_fd = None
+
+    def check_writable(self) -> None:
+        """A resume writes checkpoints, logs and summary.json here: a read-only folder is one line up front."""
+        for folder in (self.path, self.checkpoint_dir):
+            check_writable(folder, "--resume")
+
     @staticmethod
     def latest(logdir: str | os.PathLike, name: str) -> "RunDir":
         """The newest version_<k> of a run name (for a bare --resume)."""
@@ -100,6 +143,16 @@ class RunDir:
     def last_checkpoint(self) -> Path:
         """checkpoints/last.ckpt."""
         return self.checkpoint_dir / LAST
+
+    def checkpointed_epochs(self) -> int:
+        """Epochs last.ckpt holds (a resume trains on from there); 0 without a readable one."""
+        import torch
+
+        try:  # mmap: only the header is read, not the weights
+            state = torch.load(self.last_checkpoint, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # noqa: BLE001 - RunDir.open already refused a missing or damaged last.ckpt
+            return 0
+        return int(state.get("epoch", -1)) + 1
 
     def best_checkpoints(self) -> dict[int, Path]:
         """1-based epoch -> best-epochNNN.ckpt present in the folder."""
@@ -230,9 +283,9 @@ def next_version(root: Path) -> int:
 def resume_config(saved: Config, overrides: Mapping[str, Any]) -> Config:
     """The saved config with only the overrides that cannot change the model, the data or the split."""
     changed = sorted(k for k, v in overrides.items() if getattr(saved, k) != v)
-    refused = [k for k in changed if k not in RESUMABLE]
+    refused = [k for k in changed if k not in resumable()]
     if refused:
-        allowed = ", ".join(flag(k) for k in RESUMABLE)
+        allowed = ", ".join(flag(k) for k in resumable())
         raise ConfigError(f"--resume: {flag(refused[0])} would change the model or the data of the saved run; "
                           f"a resume may only change {allowed}")
     return saved.replace(**{k: overrides[k] for k in changed})

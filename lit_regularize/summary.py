@@ -38,7 +38,8 @@ class RunSummary:
     config: dict[str, Any] = field(default_factory=dict)
     seed: Optional[int] = None
     n_params: Optional[int] = None
-    stop_reason: Optional[str] = None  # early_stopping | max_epochs | non_finite_loss | chosen_epoch | a signal
+    # early_stopping | max_epochs | non_finite_loss | chosen_epoch | a signal | disk_full | not_writable | error
+    stop_reason: Optional[str] = None
     epochs_run: int = 0
     global_step: Optional[int] = None
     best_epoch: Optional[int] = None
@@ -51,6 +52,7 @@ class RunSummary:
     wall_time: float = 0.0
     exit_code: Optional[int] = None
     error: Optional[str] = None  # status failed: the exception
+    notes: list[str] = field(default_factory=list)  # what a reader must know (e.g. why there are no best weights)
     # k-fold only: per-fold results, the mean curve's chosen epoch, the refit's folder (relative)
     folds: Optional[list[dict[str, Any]]] = None
     chosen_epoch: Optional[int] = None

@@ -12,12 +12,11 @@ import torch
 from lightning_fabric.plugins import TorchCheckpointIO
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.callbacks.progress.tqdm_progress import Tqdm, convert_inf
-from pytorch_lightning.core.saving import save_hparams_to_yaml
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from lit_regularize.callbacks import History, InterruptReason
-from lit_regularize.files import atomic_write
+from lit_regularize.files import atomic_write, write_yaml
 from lit_regularize.tb_extras import TensorBoardExtras
 
 MONITOR = "val/loss"
@@ -73,15 +72,18 @@ class RunLogger(TensorBoardLogger):
 
     @rank_zero_only
     def save(self) -> None:
-        super().save()
-        # Lightning writes hparams.yaml only when it is missing; a resume with a new --max-epochs must not leave
-        # the old config there.
+        # hparams.yaml, atomically like every file of a run (Lightning's own write leaves a truncated file on a full
+        # disk). Lightning writes it only when it is missing; a resume with a new --max-epochs must not leave the
+        # old config there.
         path = Path(self.log_dir) / self.NAME_HPARAMS_FILE
-        if self.hparams and path.is_file():
+        if not path.parent.is_dir():
+            return
+        if path.is_file():
             import yaml
 
-            if yaml.safe_load(path.read_text()) != dict(self.hparams):
-                save_hparams_to_yaml(path, self.hparams)
+            if yaml.safe_load(path.read_text()) == dict(self.hparams):
+                return
+        write_yaml(path, dict(self.hparams))
 
 
 def _booleans_as_booleans(record: Any, keys: set[str]) -> Any:
@@ -186,9 +188,12 @@ def make_callbacks(ckpt_dir: Path, validating: bool, patience: int, early_stoppi
         # the previous best (Lightning keeps the given order among checkpoint callbacks).
         # Weights only: best weights are tested, predicted and exported, never resumed (last.ckpt is); without
         # the optimizer state the file is half the size (20 MB less written per improving epoch at hidden 512).
+        # No version counter: a resume retrains the epochs after last.ckpt, and an epoch whose best-epochNNN.ckpt a
+        # cut session (a full disk between the best and the last save, a kill) already wrote is rewritten in place,
+        # not kept beside a best-epochNNN-v1.ckpt that nothing reads.
         callbacks.append(EpochCheckpoint(dirpath=ckpt_dir, filename="best-epoch{epoch:03d}", monitor=MONITOR,
                                          mode="min", save_top_k=1, auto_insert_metric_name=False,
-                                         save_weights_only=True))
+                                         save_weights_only=True, enable_version_counter=False))
     # Lightning 2.6's save_last only writes when a top-k checkpoint was written in the same step, so last.ckpt
     # would lag at the best epoch; a monitor-less checkpoint named "last" is rewritten every epoch instead.
     if save_last:

@@ -362,3 +362,15 @@ def test_unusable_logdir_is_one_line(base, tmp_path, capsys):
     rc = fit.main(flags({**base, "logdir": str(blocker / "logs")}))
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "--logdir" in err and "Traceback" not in err, err
+
+
+# -- BatchNorm on one-example batches ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("extra", [{"batch_size": 1, "reg": "batchnorm"}, {"batch_size": 1, "batchnorm": True},
+                                   {"train_size": 1, "reg": "batchnorm"}],
+                         ids=["batch-size-1-reg", "batch-size-1-flag", "one-training-example"])
+def test_batchnorm_on_one_example_batches_is_one_line_before_any_folder(base, capsys, extra):
+    """BatchNorm has no batch statistics for one example: a batch size of 1 (a setting) or a training set of one
+    example (known once the data is split) is refused before anything is written, not a BatchNorm traceback."""
+    line = expect_error(flags({**base, **extra}), base["logdir"], capsys)
+    assert "BatchNorm" in line and ("--batch-size" in line if "batch_size" in extra else "1 example" in line), line

@@ -402,3 +402,116 @@ def test_run_textdir(tmp_path):
 def test_run_imagedir(tmp_path):
     _fit(tmp_path, f"imagedir:{write_imagedir(tmp_path / 'i', size=8)}", image_size=8, augment=True,
          max_epochs=2, patience=1)
+
+
+# -- fitted preprocessing sees the training rows only: every kind, both ways to get a test split (issue 21) -----
+# A held-out test split of one file/folder and a separate test file/folder; the validation rows of the pool are
+# left out too. Every non-training row brings something the training rows lack (a unique category, a unique
+# word, a shifted value), so statistics fitted on any of them differ from the training rows' own.
+
+SPLIT_PATHS = ["held_out", "separate_test"]
+
+
+def _not_training(dm, n_source: int) -> dict[str, np.ndarray]:
+    """Rows of the training source that must not reach the statistics: validation and (held out) test rows."""
+    out = {"val": np.asarray(dm.val_idx)}
+    if dm.test_idx is not None:
+        out["test"] = np.asarray(dm.test_idx)
+    assert len(out["val"]) and len(np.intersect1d(dm.train_idx, np.concatenate(list(out.values())))) == 0
+    assert len(dm.train_idx) + sum(map(len, out.values())) == n_source
+    return out
+
+
+@pytest.mark.parametrize("split", SPLIT_PATHS)
+def test_csv_statistics_and_categories_come_from_training_rows_only(tmp_path, split):
+    def rows(n, seed, shift=0.0, tag="tr"):
+        out = tabular_rows(n, seed, shift)
+        for i, r in enumerate(out):
+            r[2] = f"{tag}{i}"  # a category of this row only
+        return out
+    train = rows(60, 0)
+    if split == "held_out":
+        path = write_csv(tmp_path / "d.csv", HEADER, train)
+    else:
+        write_csv(tmp_path / "f" / "train.csv", HEADER, train)
+        test = rows(20, 1, shift=50.0, tag="te")
+        path = write_csv(tmp_path / "f" / "test.csv", HEADER, test).parent
+    dm = setup(CSVDataModule(path, **SPLIT))
+    assert (dm.test_idx is None) == (split == "separate_test")
+    prep = dm.artifacts()["preprocessing.json"]
+    raw = np.array([[float(r[0]), float(r[1])] for r in train], np.float64)
+    fitted = np.array([[prep["numeric"][c]["mean"], prep["numeric"][c]["std"]] for c in ("x1", "x2")])
+    expected = np.stack([raw[dm.train_idx].mean(0), raw[dm.train_idx].std(0)], 1)
+    # float32 statistics: 1e-5 relative; a leak moves them by more than 1e-3 (checked below for every leak)
+    np.testing.assert_allclose(fitted, expected, rtol=1e-5)
+    assert set(prep["categorical"]["color"]) == {train[i][2] for i in dm.train_idx}
+    leaks = {k: np.concatenate([dm.train_idx, idx]) for k, idx in _not_training(dm, len(train)).items()}
+    if split == "separate_test":
+        test_raw = np.array([[float(r[0]), float(r[1])] for r in test])
+        raw = np.concatenate([raw, test_raw])
+        leaks["test"] = np.concatenate([dm.train_idx, len(train) + np.arange(len(test))])
+    for name, rows_ in leaks.items():  # the test can fail: any leaked rows move the statistics
+        leaked = np.stack([raw[rows_].mean(0), raw[rows_].std(0)], 1)
+        assert not np.allclose(leaked, expected, rtol=1e-3), name
+
+
+def _write_brightness_images(root: Path, split: str, n: int, seed: int) -> None:
+    """Images of one random grey level each (class 'dark' below 100, 'light' above 150)."""
+    from PIL import Image
+
+    rng = np.random.RandomState(seed)
+    for c, (lo, hi) in (("dark", (0, 100)), ("light", (150, 256))):
+        d = root / split / c
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.fromarray(np.full((6, 6), rng.randint(lo, hi), np.uint8), "L").save(d / f"{i:03d}.png")
+
+
+@pytest.mark.parametrize("split", SPLIT_PATHS)
+def test_imagedir_normalization_comes_from_training_images_only(tmp_path, split):
+    root = tmp_path / "im"
+    _write_brightness_images(root, "train", 15, seed=0)
+    if split == "separate_test":
+        _write_brightness_images(root, "test", 5, seed=1)
+    dm = setup(ImageDirDataModule(root, image_size=6, **SPLIT))
+    assert (dm.test_idx is None) == (split == "separate_test")
+    images = dm.data.splits["train"][0].numpy().astype(np.float64) / 255
+    pix = images[dm.train_idx]
+    norm = dm.artifacts()["normalization.json"]
+    # float64 sums of uint8 pixels: 1e-9 relative; a leaked image moves the mean by far more (checked below)
+    assert (norm["mean"], norm["std"]) == (pytest.approx(pix.mean(), rel=1e-9), pytest.approx(pix.std(), rel=1e-9))
+    leaks = {k: images[np.concatenate([dm.train_idx, idx])] for k, idx in _not_training(dm, len(images)).items()}
+    if split == "separate_test":
+        leaks["test"] = np.concatenate([pix, dm.data.splits["test"][0].numpy() / 255])
+    for name, leaked in leaks.items():
+        assert abs(leaked.mean() - pix.mean()) > 1e-4 or abs(leaked.std() - pix.std()) > 1e-4, name
+
+
+@pytest.mark.parametrize("split", SPLIT_PATHS)
+def test_textdir_word_index_comes_from_training_texts_only(tmp_path, split):
+    root = tmp_path / "t"
+    for part, n in (("train", 15), ("test", 5)) if split == "separate_test" else (("train", 15),):
+        for c, cue in (("neg", NEG), ("pos", POS)):
+            d = root / part / c
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                (d / f"{i:03d}.txt").write_text(f"{FILLER[i % 10]} {cue[i % 3]} only{part}{c}{i}", encoding="utf-8")
+    dm = setup(TextDirDataModule(root, num_words=1000, **SPLIT))  # room for every word: none is cut
+    assert (dm.test_idx is None) == (split == "separate_test")
+    files = [p for c in ("neg", "pos") for p in sorted((root / "train" / c).glob("*.txt"))]  # the rows' order
+
+    def words(rows) -> set:
+        return {w for i in rows for w in files[i].read_text(encoding="utf-8").split()}
+    assert set(dm.artifacts()["word_index.json"]) == words(dm.train_idx)
+    for name, idx in _not_training(dm, len(files)).items():  # each such text has a word of its own
+        assert words(idx) - words(dm.train_idx), name
+    if split == "separate_test":  # test/ texts have words of their own that the index must not hold
+        assert {w for p in (root / "test").rglob("*.txt") for w in p.read_text().split()} - words(dm.train_idx)
+
+
+def test_npz_fits_no_statistics(tmp_path):
+    """npz features are used as given: nothing is fitted, so there is nothing that could see other rows."""
+    dm = setup(NpzDataModule(write_npz(tmp_path / "d.npz"), **SPLIT))
+    assert list(dm.artifacts()) == ["classes.json"]
+    x, _ = batch(dm.train_set, 4)
+    assert torch.equal(x, torch.from_numpy(np.load(tmp_path / "d.npz")["x_train"][dm.train_idx[:4]]))

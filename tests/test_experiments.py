@@ -14,7 +14,7 @@ from matplotlib.collections import PolyCollection
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import ROOT, flags, no_val_size
-from lit_regularize.compare import available_studies, compare, load_study, read_runs, study_configs
+from lit_regularize.comparison import available_studies, compare, load_study, read_runs, study_configs
 from lit_regularize.config import make_config
 from lit_regularize.errors import UserError
 from lit_regularize.kfold import KFOLD_FIGURE, run_kfold
@@ -228,3 +228,84 @@ def test_kfold_mean_curve_chooses_the_refit_epoch(tmp_path, quick, capsys):
 def test_kfold_rejects_a_single_fold(quick):
     with pytest.raises(UserError, match="--kfold"):
         run_kfold(make_config({**quick, "kfold": 0}))
+
+
+# -- k-fold and classes too small for K folds (issue 21) -----------------------------------------------------
+
+def _rare_class_npz(path: Path, rare: int) -> Path:
+    """Classes 3 and 7 with 20 examples each and class 9 with `rare`, and a test split of its own (so every
+    example is in the pool the folds split)."""
+    rng = np.random.RandomState(0)
+    y = np.array([3] * 20 + [7] * 20 + [9] * rare)
+    x = rng.randn(len(y), 4).astype(np.float32) + (y == 3)[:, None]
+    np.savez(path, x_train=x, y_train=y, x_test=x[::4], y_test=y[::4])
+    return path
+
+
+def _npz_kfold(tmp_path: Path, npz: Path, k: int) -> dict:
+    return {"data": f"npz:{npz}", "logdir": str(tmp_path / "logs"), "name": "kf", "kfold": k, "max_epochs": 1,
+            "hidden": 4, "batch_size": 16, "progress": False, "accelerator": "cpu", "seed": 3}
+
+
+def test_kfold_warns_once_naming_the_class_some_folds_validate_without(tmp_path, capsys):
+    npz = _rare_class_npz(tmp_path / "rare.npz", rare=2)
+    assert fit.main(flags(_npz_kfold(tmp_path, npz, 3))) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1, err  # once for the run, not once per fold
+    parent = tmp_path / "logs" / "kf" / "version_0"
+    folds = json.loads((parent / "summary.json").read_text())["folds"]
+    y = np.load(npz)["y_train"]
+    # the folds that really validated without class 9, from the splits they recorded
+    lacking = sum(9 not in y[np.load(parent / f["run_dir"] / "split.npz")["val_idx"]] for f in folds)
+    assert lacking >= 1  # 2 examples cannot reach 3 validation chunks
+    assert f"warning: --kfold 3: {lacking} of 3 folds validate without class '9' (2 examples): " in err, err
+
+
+@pytest.mark.parametrize("command", ["fit", "sweep"])
+def test_kfold_refuses_a_fold_that_would_train_without_a_class(tmp_path, capsys, command, monkeypatch):
+    from lit_regularize.cli import sweep
+
+    monkeypatch.chdir(tmp_path)
+    npz = _rare_class_npz(tmp_path / "one.npz", rare=1)  # the fold validating it trains without class 9
+    over = _npz_kfold(tmp_path, npz, 3)
+    if command == "fit":
+        rc = fit.main(flags(over))
+    else:
+        space = tmp_path / "s.yaml"
+        space.write_text("lr: {type: float, low: 0.001, high: 0.01, log: true}\n")
+        rc = sweep.main(flags({k: v for k, v in over.items() if k != "name"}) + ["--space", str(space)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and err.startswith("error: --kfold 3: fold_"), err
+    assert "would train without class '9' (all 1 of its examples validate in that fold)" in err
+    assert not (tmp_path / "logs").exists() and not (tmp_path / "optuna").exists()  # nothing trained or created
+
+
+def test_compare_runs_of_different_datasets_warns_naming_them(tmp_path, quick, mnist_dir, capsys):
+    logs = tmp_path / "mixed"
+    assert fit.main(flags({**quick, "logdir": str(logs), "max_epochs": 1, "name": "text"})) == 0
+    images = {k: v for k, v in quick.items() if k != "num_words"}
+    assert fit.main(flags({**images, "data": "mnist", "data_dir": str(mnist_dir), "logdir": str(logs),
+                           "max_epochs": 1, "name": "images"})) == 0
+    capsys.readouterr()
+    assert compare_script.main(["--runs", str(logs / "text"), str(logs / "images"), "--out", str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err
+    assert [ln for ln in err.splitlines() if ln.startswith("warning:")] == [
+        "warning: --runs mix datasets (imdb, mnist): their losses and accuracies are not comparable across datasets"]
+    assert "[data: imdb, mnist]" in (tmp_path / "o" / "table.md").read_text()
+    # runs of one dataset: no warning
+    assert compare_script.main(["--runs", str(logs / "text"), "--out", str(tmp_path / "o2")]) == 0
+    assert "warning" not in capsys.readouterr().err
+    # an --out that cannot be created: one line before anything is read or drawn (not a traceback at the end)
+    (tmp_path / "afile").write_text("x")
+    assert compare_script.main(["--runs", str(logs / "text"), "--out", str(tmp_path / "afile" / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"error: --out {tmp_path / 'afile' / 'o'}: cannot be created" in err, err
+
+
+def test_compare_out_that_cannot_be_created_fails_naming_out_before_any_run(tmp_path, fixed, capsys):
+    study = tmp_path / "tiny.yaml"
+    study.write_text(TINY_STUDY)
+    (tmp_path / "afile").write_text("x")
+    assert compare_script.main([str(study), "--out", str(tmp_path / "afile" / "cmp"), *flags(fixed)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--out {tmp_path / 'afile' / 'cmp'}: cannot be created" in err, err

@@ -1,8 +1,10 @@
 """Issue 13: exported models (TorchScript, ONNX when installed) give the checkpoint's probabilities."""
 from __future__ import annotations
 
+import errno
 import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,3 +113,107 @@ def test_rebuilding_from_config_yaml_matches_load_from_checkpoint(imdb_run):
     _, batch = imdb_inputs(20)
     with torch.no_grad():
         assert torch.equal(rebuilt(batch), load(run_dir).model(batch))
+
+
+# -- issue 21: every output path of export ---------------------------------------------------------------------
+
+def one_line(rc: int, err: str) -> str:
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def leftovers(folder) -> list[str]:
+    """Every file and folder under folder (temporary files included)."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize("fails", ["model", "json"])
+@pytest.mark.parametrize("error", [OSError(errno.ENOSPC), OSError(errno.ENOSPC, "No space left on device")],
+                         ids=["bare errno", "with strerror"])
+def test_export_on_a_full_disk(imdb_run, tmp_path, capsys, monkeypatch, fails, error):
+    """A full disk said `cannot write (None)`: it must say the disk is full and leave no partial model or .json
+    (an OSError built from a bare errno has no strerror)."""
+    from lit_regularize import export as export_module
+    from lit_regularize import files
+
+    def full_disk(f):
+        f.write(b"half a file")
+        raise error
+
+    earlier = tmp_path / "old" / "m.pt"  # an earlier export at --out stays as it was, model and .json
+    assert export_main([str(imdb_run[0]), "--out", str(earlier)]) == 0
+    before = {p: p.read_bytes() for p in (earlier, Path(f"{earlier}.json"))}
+    capsys.readouterr()
+    if fails == "model":
+        monkeypatch.setattr(export_module, "atomic_write", lambda path, write: files.atomic_write(path, full_disk))
+    else:  # the model is written, its description is not: neither may be left
+        monkeypatch.setattr(export_module, "write_json", lambda path, obj: files.atomic_write(path, full_disk))
+    for out in (tmp_path / "new" / "m.pt", earlier):
+        rc = export_main([str(imdb_run[0]), "--out", str(out)])
+        line = one_line(rc, capsys.readouterr().err)
+        assert line == f"error: --out {out}: the disk is full; nothing was written (free space, then export again)"
+    # no new model, .json, temporary file or created folder; the earlier export untouched
+    assert leftovers(tmp_path) == ["old", "old/m.pt", "old/m.pt.json"]
+    assert all(p.read_bytes() == content for p, content in before.items())
+
+
+def test_export_out_paths(imdb_run, tmp_path, capsys, monkeypatch):
+    """--out in a missing folder (created), a folder name, a path through a file, a read-only folder."""
+    import os
+    import tempfile
+
+    run_dir = str(imdb_run[0])
+    deep = tmp_path / "new" / "sub" / "m.pt"
+    assert export_main([run_dir, "--out", str(deep)]) == 0
+    assert deep.is_file() and json.loads(Path(f"{deep}.json").read_text())["input_size"] == NUM_WORDS
+    capsys.readouterr()
+    (tmp_path / "afile").write_text("not a folder")
+    (tmp_path / "taken.pt.json").mkdir()
+    cases = {str(tmp_path): "is a folder; give a file name",
+             f"{tmp_path}/newdir/": "names a folder; give a file name",
+             str(tmp_path / "afile" / "m.pt"): f"{tmp_path / 'afile'} is a file, not a folder",
+             str(tmp_path / "taken.pt"): "taken.pt.json is a folder"}
+    for out, expect in cases.items():
+        rc = export_main([run_dir, "--out", out])
+        assert expect in one_line(rc, capsys.readouterr().err), out
+    assert not (tmp_path / "newdir").exists() and not (tmp_path / "taken.pt").exists()
+    # a read-only folder, checked up front (root may write anyway, so the check is simulated)
+    monkeypatch.setattr(os, "access", lambda *args, **kwargs: False)
+    rc = export_main([run_dir, "--out", str(tmp_path / "ro" / "m.pt")])
+    assert f"cannot write in {tmp_path} (permission denied)" in one_line(rc, capsys.readouterr().err)
+    monkeypatch.undo()
+
+    def refused(*args, **kwargs):  # what a read-only mount says when the file is created
+        raise PermissionError(errno.EACCES, "Permission denied")
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    before = leftovers(tmp_path)
+    rc = export_main([run_dir, "--out", str(tmp_path / "ro" / "m.pt")])
+    line = one_line(rc, capsys.readouterr().err)
+    assert line.startswith(f"error: --out {tmp_path / 'ro' / 'm.pt'}: cannot write (Permission denied")
+    assert "None" not in line
+    assert leftovers(tmp_path) == before  # the folder it created for --out is removed again
+
+
+def test_export_agrees_with_predict_on_bright_images(fashion_run, tmp_path, capsys):
+    """predict inverted bright PNGs (mean > 127) while the exported model, fed the idx pixels, did not."""
+    from PIL import Image
+
+    from lit_regularize.cli.predict import main as predict_main
+
+    run_dir, data = fashion_run
+    images = 255 - np.fromfile(data / "FashionMNIST" / "raw" / "t10k-images-idx3-ubyte", np.uint8,
+                               offset=16).reshape(-1, 28, 28)[:8]  # bright pictures
+    paths = []
+    for i, img in enumerate(images):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(img).save(paths[-1])
+    assert predict_main([str(run_dir), *map(str, paths), "--json"]) == 0
+    by_predict = np.asarray([json.loads(line)["probs"] for line in capsys.readouterr().out.splitlines()])
+    out = export(run_dir, "torchscript", tmp_path / "f.pt")
+    meta = json.loads(Path(f"{out}.json").read_text())
+    x = (torch.from_numpy(images).float().reshape(len(images), -1) / 255 - meta["normalization"]["mean"]) \
+        / meta["normalization"]["std"]
+    with torch.no_grad():
+        by_export = torch.jit.load(str(out))(x).numpy()
+    assert np.allclose(by_predict, by_export, atol=1e-5)  # float rounding only; an inverted input is far off

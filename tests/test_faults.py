@@ -1,10 +1,12 @@
-"""Numerical faults, interruption and resume: NaN/inf losses, SIGTERM / Ctrl-C, --resume, atomic checkpoints.
+"""Numerical faults, interruption and resume: NaN/inf losses, SIGTERM / Ctrl-C, --resume, atomic checkpoints, a full
+or read-only disk under any file a run writes.
 
 See tests/README.md for the fault table. Signals go to real subprocesses of scripts/fit.py, except where an
 in-process SIGTERM at a chosen batch makes the resume comparison exact and fast.
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -19,10 +21,12 @@ import pytorch_lightning as pl
 import torch
 
 from conftest import ROOT
-from conftest import flags
+from conftest import flags, script_val_loss
+from diskfaults import FullDisk, read_only
 from lit_regularize import files as files_mod
 from lit_regularize.config import make_config
 from lit_regularize.errors import RunInterrupted
+from lit_regularize.files import DiskFull, NotWritable
 from lit_regularize.model import RegularizedMLP
 from lit_regularize.run import run
 from lit_regularize.trainer import AtomicCheckpointIO, make_trainer
@@ -94,6 +98,22 @@ def test_nan_loss_stops_training_and_keeps_the_best_finite_checkpoint(quick, nan
     else:
         assert s["best_epoch"] is None and s["best_checkpoint"] is None
     assert not finite_weights(Path(s["log_dir"]) / "checkpoints" / "last.ckpt")  # the NaN epoch itself
+
+
+def test_a_run_that_is_never_finite_says_so_and_reports_no_best_weights(quick, monkeypatch, capsys):
+    """NaN from the first batch on: there are no best weights, and the summary does not pretend there was no
+    validation set, nor label the (NaN) last weights as the best."""
+    step = RegularizedMLP.training_step
+    monkeypatch.setattr(RegularizedMLP, "training_step", lambda self, b, i: step(self, b, i) * float("nan"))
+    assert fit.main(flags({**quick, "max_epochs": 4, "early_stopping": False, "name": "never"})) == 0
+    out, err = capsys.readouterr()
+    s = read_summary(Path(quick["logdir"]) / "never" / "version_0")
+    assert s["stop_reason"] == "non_finite_loss" and s["epochs_run"] == 1 and s["best_epoch"] is None
+    assert s["best_checkpoint"] is None and "best" not in s["test"] and "last" in s["test"]
+    assert any("never finite" in n for n in s["notes"])
+    assert "best epoch: none (the validation loss was never finite: the run diverged in epoch 1)" in out
+    assert "no validation set" not in out and "test (best weights)" not in out
+    assert len([line for line in err.splitlines() if line.startswith("warning: ")]) == 1
 
 
 @pytest.fixture
@@ -275,3 +295,121 @@ def test_a_failed_checkpoint_write_keeps_the_old_file_and_leaves_no_temp(tmp_pat
 def test_trainer_writes_checkpoints_through_atomic_io(quick):
     trainer = make_trainer(False, [], max_epochs=1, accelerator="cpu")
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+
+
+# -- a full disk, a read-only folder -------------------------------------------------------------------------------
+# Every file a run writes (checkpoints, summary.json, config.yaml, split.npz, hparams.yaml, event files) on a full or
+# read-only disk: one error line naming the file and how to go on, exit 2, a summary.json that says what happened
+# (where one can still be written), and the last good checkpoint kept. See tests/diskfaults.py for the simulation.
+
+def one_error_line(capsys) -> str:
+    """The command's stderr is exactly one 'error: ...' line (warnings aside), no traceback."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "Exception in thread" not in err, err
+    lines = [line for line in err.strip().splitlines() if not line.startswith("warning: ")]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def test_torch_save_on_a_full_disk_is_disk_full_not_torchs_runtime_error(tmp_path, monkeypatch):
+    """torch.save turns the ENOSPC of write(2) into RuntimeError('[enforce fail at inline_container.cc...]')."""
+    ckpt_io = AtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    ckpt_io.save_checkpoint({"epoch": 1, "w": torch.ones(3)}, path)
+    before = path.read_bytes()
+    disk = FullDisk(monkeypatch, "last.ckpt")
+    with pytest.raises(DiskFull) as caught:  # 40 KB of weights: more than the room left on the disk
+        ckpt_io.save_checkpoint({"epoch": 2, "w": torch.zeros(10_000)}, path)
+    # the real torch path was taken: its RuntimeError is what the one-line error replaced
+    assert isinstance(caught.value.__context__, RuntimeError) and "inline_container" in str(caught.value.__context__)
+    assert disk.failed and str(path) in str(caught.value) and "disk is full" in str(caught.value)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_disk_full_while_checkpointing_is_one_line_keeps_the_last_good_epoch_and_resumes(quick, monkeypatch, capsys):
+    # hidden 64: a first layer of 10 KB, written past torch's buffer, so the full disk shows as torch's RuntimeError
+    over = {**quick, "hidden": 64, "max_epochs": 3, "early_stopping": False, "lr": 0.01, "name": "full"}
+    run_dir = Path(quick["logdir"]) / "full" / "version_0"
+    # epoch 2 is the best: its best-epoch002.ckpt is written just before the full disk stops last.ckpt, and written
+    # again when the resume retrains epoch 2
+    script_val_loss(monkeypatch, [0.5, 0.3, 0.4])
+    with monkeypatch.context() as m:
+        disk = FullDisk(m, "last.ckpt", after=1)  # epoch 1's last.ckpt is written, epoch 2's hits the full disk
+        assert fit.main(flags(over)) == 2
+    assert disk.failed
+    line = one_error_line(capsys)
+    assert str(run_dir / "checkpoints" / "last.ckpt") in line and "disk is full" in line
+    assert f"--resume {run_dir}" in line
+    s = read_summary(run_dir)
+    assert s["status"] == "failed" and s["exit_code"] == 2 and s["stop_reason"] == "disk_full"
+    # not "max_epochs" after 2 of 3 epochs; epoch 2 trained, but its last.ckpt could not be saved
+    assert s["epochs_run"] == 2 and "disk is full" in s["error"]
+    last = run_dir / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["epoch"] == 0 and finite_weights(last)  # epoch 1, intact
+    assert not [p.name for p in run_dir.rglob("*.tmp")]
+    # space freed: the resume retrains epoch 2 from epoch 1 and leaves one best checkpoint, no '-v1' copy of it
+    assert fit.main(["--resume", str(run_dir)]) == 0
+    s = read_summary(run_dir)
+    assert s["status"] == "completed" and s["epochs_run"] == 3 and s["stop_reason"] == "max_epochs"
+    assert s["best_checkpoint"] == "checkpoints/best-epoch002.ckpt"
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best-epoch002.ckpt", "last.ckpt"]
+    assert_epoch_steps_unique(run_dir, 3)
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")  # TensorBoard's writer thread
+@pytest.mark.parametrize("pattern,after,epochs", [
+    ("config.yaml", 0, 0), ("split.npz", 0, 0), ("summary.json", 0, 0), ("summary.json", 1, 2),
+    ("hparams.yaml", 0, 0), ("events.out.tfevents", 0, None), ("best-epoch", 0, 1),
+], ids=["config", "split", "summary-first", "summary-last", "hparams", "events", "best-ckpt"])
+def test_disk_full_on_any_file_of_a_run_is_one_line_with_a_truthful_summary(quick, monkeypatch, capsys, pattern,
+                                                                            after, epochs):
+    over = {**quick, "max_epochs": 2, "early_stopping": False, "name": "full"}
+    run_dir = Path(quick["logdir"]) / "full" / "version_0"
+    with monkeypatch.context() as m:
+        disk = FullDisk(m, pattern, after=after, room=0)
+        assert fit.main(flags(over)) == 2
+    assert disk.failed
+    line = one_error_line(capsys)
+    assert pattern in line and "disk is full" in line and str(run_dir) in line
+    if pattern == "summary.json":  # the summary itself cannot be written: none, or the first one ("running")
+        assert (run_dir / "summary.json").is_file() == bool(after)
+        assert not after or read_summary(run_dir)["status"] == "running"
+        return
+    s = read_summary(run_dir)
+    assert s["status"] == "failed" and s["exit_code"] == 2 and s["stop_reason"] == "disk_full"
+    if epochs is not None:  # event files fail whenever TensorBoard's writer thread first writes
+        assert s["epochs_run"] == epochs  # the epochs trained (an epoch is recorded before it is checkpointed)
+    assert not [p.name for p in run_dir.rglob("*.tmp")]
+    if pattern != "events.out.tfevents":  # written atomically: absent (its first write failed), never truncated
+        assert not [p.name for p in run_dir.rglob(f"{pattern}*")]
+
+
+def test_resume_of_a_read_only_run_folder_is_one_line_and_changes_nothing(quick, monkeypatch, capsys):
+    s = run(make_config({**quick, "max_epochs": 2, "early_stopping": False, "name": "ro"}))
+    before = {p: p.read_bytes() for p in s.run_dir.rglob("*") if p.is_file()}
+    with monkeypatch.context() as m:
+        read_only(m, s.run_dir)
+        assert fit.main(["--resume", str(s.run_dir), "--max-epochs", "3"]) == 2
+    line = one_error_line(capsys)
+    # said up front, before the data is loaded and anything is attempted
+    assert line.startswith(f"error: --resume {s.run_dir}: ") and os.strerror(errno.EROFS) in line
+    assert {p: p.read_bytes() for p in s.run_dir.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("err", [errno.EROFS, errno.EACCES], ids=["read-only-mount", "no-permission"])
+def test_a_run_folder_that_turns_read_only_mid_run_is_one_line(quick, monkeypatch, capsys, err):
+    over = {**quick, "max_epochs": 3, "early_stopping": False, "name": "ro"}
+    run_dir = Path(quick["logdir"]) / "ro" / "version_0"
+
+    class ReadOnlyFromEpoch2(pl.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            if trainer.current_epoch == 1:
+                read_only(monkeypatch, run_dir / "checkpoints", err)
+    with pytest.raises(NotWritable):
+        run(make_config(over), extra_callbacks=[ReadOnlyFromEpoch2()])
+    monkeypatch.undo()
+    s = read_summary(run_dir)
+    assert s["status"] == "failed" and s["exit_code"] == 2 and s["stop_reason"] == "not_writable"
+    # epoch 2 trained (an epoch is recorded before it is checkpointed); last.ckpt still holds epoch 1
+    assert s["epochs_run"] == 2 and os.strerror(err) in s["error"]
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0

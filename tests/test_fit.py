@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from conftest import ROOT, flags, no_val_size, real_data_or_skip, script_val_loss
@@ -242,3 +243,69 @@ def test_val_on_test_validates_on_exactly_the_test_set(quick, capsys):
     assert s["test"]["last"]["acc"] == pytest.approx(h["val_acc"][-1], abs=1e-9)
     assert s["test"]["best"]["loss"] == pytest.approx(s["best_val_loss"], rel=1e-6)
     assert s["test"]["best"]["loss"] == pytest.approx(min(h["val_loss"]), rel=1e-6)
+
+
+# -- best and last weights, each checked on its own ---------------------------------------------------------------
+
+# A scripted val/loss curve whose minimum (epoch 4) is neither the first nor the last epoch: best != last.
+MID_CURVE = [0.50, 0.30, 0.40, 0.20, 0.60, 0.70]
+
+
+class WeightsByEpoch(pl.Callback):
+    """A copy of the weights each epoch was validated with, by 1-based epoch."""
+
+    def __init__(self) -> None:
+        self.weights: dict[int, dict[str, torch.Tensor]] = {}
+
+    def on_validation_end(self, trainer, pl_module):
+        self.weights[trainer.current_epoch + 1] = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+
+
+def test_the_best_checkpoint_holds_the_weights_of_the_lowest_val_loss_epoch(quick, monkeypatch):
+    script_val_loss(monkeypatch, MID_CURVE)
+    snap = WeightsByEpoch()
+    s = run(make_config({**quick, "max_epochs": 6, "early_stopping": False, "lr": 0.01, "name": "which"}),
+            extra_callbacks=[snap])
+    assert s.best_epoch == 4 and s.best_checkpoint == "checkpoints/best-epoch004.ckpt"
+    ckpt = torch.load(s.path(s.best_checkpoint), weights_only=True, map_location="cpu")
+    assert ckpt["epoch"] + 1 == 4
+    # the saved tensors are the validated ones, serialized losslessly: equal to epoch 4's and to no other epoch's
+    # (the weights change every epoch), so a checkpoint of the highest val/loss (epoch 6) or any other fails here
+    same = [e for e, w in snap.weights.items() if all(torch.equal(ckpt["state_dict"][k], v) for k, v in w.items())]
+    assert same == [4]
+    last = torch.load(s.path(s.last_checkpoint), weights_only=True, map_location="cpu")
+    assert all(torch.equal(last["state_dict"][k], v) for k, v in snap.weights[6].items())
+
+
+def _test_scores(ckpt: Path, cfg) -> tuple[float, float]:
+    """Mean test loss and accuracy of a checkpoint's weights, computed here without Lightning's test loop."""
+    from lit_regularize.model import RegularizedMLP
+    from lit_regularize.run import build_datamodule
+
+    model = RegularizedMLP.load_from_checkpoint(ckpt, map_location="cpu").eval()
+    dm = build_datamodule(cfg)
+    dm.setup("fit")
+    loss_sum, correct, n = 0.0, 0, 0
+    with torch.no_grad():
+        for x, y in dm.test_dataloader():
+            logits = model(x)
+            loss_sum += float(model.data_loss(logits, y)) * len(y)
+            preds = (logits > 0).long() if model.binary else logits.argmax(-1)
+            correct += int((preds == y.long()).sum())
+            n += len(y)
+    return loss_sum / n, correct / n
+
+
+def test_test_scores_of_best_and_last_are_those_of_their_own_checkpoints(quick, monkeypatch):
+    script_val_loss(monkeypatch, MID_CURVE)
+    cfg = make_config({**quick, "max_epochs": 6, "early_stopping": False, "lr": 0.01, "name": "scores"})
+    s = run(cfg)
+    best, last = _test_scores(s.path(s.best_checkpoint), cfg), _test_scores(s.path(s.last_checkpoint), cfg)
+    # 1e-5: float32 sums in another batch order; the two weights' losses differ by far more, so swapped or
+    # duplicated test.best / test.last fail here
+    assert abs(best[0] - last[0]) > 1e-3
+    assert s.test["best"]["loss"] == pytest.approx(best[0], abs=1e-5)
+    assert s.test["last"]["loss"] == pytest.approx(last[0], abs=1e-5)
+    # 1e-6: torchmetrics' float32 ratio; one test example of 120 more or less right is 0.008
+    assert s.test["best"]["acc"] == pytest.approx(best[1], abs=1e-6)
+    assert s.test["last"]["acc"] == pytest.approx(last[1], abs=1e-6)

@@ -104,7 +104,7 @@ class DataLossMeter(pl.Callback):
         x, y = batch
         logits = pl_module(x)
         self._sums[0] += float(nn.functional.binary_cross_entropy_with_logits(logits, y.float())) * len(y)
-        self._sums[1] += float(sum(pl_module.l2 * lin.weight.square().sum() for lin in pl_module.linears()[:-1])) * len(y)
+        self._sums[1] += float(sum(pl_module.hparams.l2 * lin.weight.square().sum() for lin in pl_module.linears()[:-1])) * len(y)
         self._sums[2] += len(y)
         self._sums[3] += int(((logits > 0).long() == y).sum())
 

@@ -284,18 +284,21 @@ def test_predict_images_equals_direct_model_call(fashion_run, tmp_path):
     assert p.predict([idx]) == by_array
 
 
-def test_image_preparation_inverts_and_fits():
-    """Dark-on-light images are inverted; other sizes are cropped to the content, fitted and centered."""
+def test_image_preparation_inverts_when_asked_and_fits():
+    """invert=True inverts dark-on-light images (never done unasked); other sizes are cropped to the content,
+    fitted and centered."""
     from PIL import Image
 
     from lit_regularize.predict import prepare_image
 
     page = np.full((100, 60), 255, np.uint8)  # white paper, a black 40x20 bar
     page[30:70, 20:40] = 0
-    out = prepare_image(Image.fromarray(page).convert("RGB"), "fashion_mnist")
+    out = prepare_image(Image.fromarray(page).convert("RGB"), "fashion_mnist", invert=True)
     assert out.shape == (28, 28) and out.dtype == np.uint8
     assert out[14, 14] > 200 and out[14, 0] == 0 and out[14, 27] == 0  # a light bar on black, centered
-    digit = prepare_image(Image.fromarray(page), "mnist")
+    as_is = prepare_image(Image.fromarray(page[:28, :28]), "fashion_mnist")
+    assert np.array_equal(as_is, page[:28, :28])  # bright (mean > 127) but not inverted: nothing is guessed
+    digit = prepare_image(Image.fromarray(page), "mnist", invert=True)
     rows = np.flatnonzero(digit.max(1) > 0)
     assert rows[0] >= 4 and rows[-1] <= 23  # MNIST digits fit a 20x20 box
     same = np.random.RandomState(0).randint(0, 100, (28, 28)).astype(np.uint8)
@@ -364,7 +367,10 @@ def test_cli_images(fashion_run, tmp_path, capsys):
     rc, out, err = cli([run_dir, png, idx, "--json"], capsys)
     assert rc == 0, err
     got = [json.loads(line) for line in out]
-    assert [{k: v for k, v in g.items() if k != "input"} for g in got] == want
+    assert [(g["label"], g["name"]) for g in got] == [(w["label"], w["name"]) for w in want]
+    # the CLI batches [png] + idx apart from the library's single batch: equal up to float rounding (1e-6 still
+    # catches another encoding, which moves probabilities by far more)
+    assert np.allclose([g["probs"] for g in got], [w["probs"] for w in want], atol=1e-6, rtol=0)
     assert got[0]["input"] == str(png) and got[1]["input"] == f"{idx}[0]" and len(got) == 1 + len(images)
     rc, out, _ = cli([run_dir, png], capsys)
     k = want[0]["label"]
@@ -424,3 +430,265 @@ def test_cli_subprocess(imdb_run):
     r = subprocess.run([sys.executable, script, str(run_dir), " "], capture_output=True, text=True, env=env,
                        timeout=120)
     assert r.returncode == 2 and r.stderr.strip() == "error: review 1: empty review text"
+
+
+# -- issue 21: reliability ----------------------------------------------------------------------------------
+# Each test names the fault it catches; every refusal is one `error:` line with exit 2 and writes nothing.
+
+def copy_run(run_dir: Path, tmp_path: Path, name: str = "run") -> Path:
+    """A copy of a module-scoped run folder that a test may damage."""
+    import shutil
+
+    dst = tmp_path / name
+    shutil.copytree(run_dir, dst)
+    return dst
+
+
+def edit_summary(run_dir: Path, **changes) -> dict:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary.update(changes)
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    return summary
+
+
+def export_cli(argv: list, capsys) -> tuple[int, str]:
+    from lit_regularize.cli.predict import export_main
+
+    rc = export_main([str(a) for a in argv])
+    return rc, capsys.readouterr().err
+
+
+def warnings_of(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.strip()]
+
+
+def idx_images(data: Path, n: int) -> np.ndarray:
+    return np.fromfile(data / "FashionMNIST" / "raw" / "t10k-images-idx3-ubyte", np.uint8, offset=16
+                       ).reshape(-1, 28, 28)[:n]
+
+
+def save_pngs(images: np.ndarray, folder: Path, prefix: str = "img") -> list[Path]:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{prefix}{i}.png" for i in range(len(images))]
+    for img, p in zip(images, paths):
+        Image.fromarray(img).save(p)
+    return paths
+
+
+def test_checkpoint_of_another_run_is_refused(imdb_run, fashion_run, tmp_path, capsys):
+    """A Fashion-MNIST best-*.ckpt copied into an IMDB run (and the reverse) was used: predict printed a label,
+    export wrote metadata for the wrong input size."""
+    import shutil
+
+    imdb, fashion = copy_run(imdb_run[0], tmp_path, "imdb"), copy_run(fashion_run[0], tmp_path, "fashion")
+    imdb_best, fashion_best = find_checkpoint(imdb), find_checkpoint(fashion)
+    saved = imdb_best.read_bytes()
+    shutil.copy(fashion_best, imdb_best)
+    fashion_best.write_bytes(saved)
+    png = save_pngs(idx_images(fashion_run[1], 1), tmp_path)[0]
+    cases = ((imdb, ["w1 w2 w3"], "takes 784 inputs and has 10 classes, but the run (imdb with num_words 40) "
+                                  "needs 40 inputs and 2 classes"),
+             (fashion, [png], "takes 40 inputs and has 2 classes, but the run (fashion_mnist: 28x28 images, "
+                              "10 classes) needs 784 inputs and 10 classes"))
+    for run_dir, inputs, expect in cases:
+        with pytest.raises(DataError, match="not this run's checkpoint"):
+            load(run_dir)
+        rc, out, err = cli([run_dir, *inputs], capsys)
+        assert expect in _one_error_line(rc, err) and out == []
+        rc, err = export_cli([run_dir, "--out", tmp_path / "m.pt"], capsys)
+        assert expect in _one_error_line(rc, err)
+        assert not (tmp_path / "m.pt").exists() and not (tmp_path / "m.pt.json").exists()
+
+
+def test_png_written_from_idx_predicts_like_the_idx_image(fashion_run, tmp_path, capsys):
+    """Bright images (mean > 127; 5.7 % of the real Fashion-MNIST test set) were inverted when read from a PNG, so
+    the PNG and the idx image of the same picture got other labels."""
+    run_dir, data = fashion_run
+    images = idx_images(data, 10)
+    both = np.concatenate([images, 255 - images])  # the second half is bright, like a white shirt on black
+    assert (both.reshape(len(both), -1).mean(1) > 127).sum() == 10
+    idx = tmp_path / "both-idx3-ubyte"
+    idx.write_bytes(idx_bytes(both))
+    pngs = save_pngs(both, tmp_path / "png")
+    rc, out, err = cli([run_dir, idx, *pngs, "--json"], capsys)
+    assert rc == 0 and err == "", err
+    got = [json.loads(line) for line in out]
+    from_idx, from_png = got[:len(both)], got[len(both):]
+    assert [g["label"] for g in from_png] == [g["label"] for g in from_idx]
+    # one batch each side; 1e-6 absorbs float rounding, an inverted image moves probabilities by far more
+    assert np.allclose([g["probs"] for g in from_png], [g["probs"] for g in from_idx], atol=1e-6, rtol=0)
+
+
+def test_invert_is_asked_for_never_guessed(fashion_run, imdb_run, tmp_path, capsys):
+    """Inversion is explicit: --invert / load(invert=True) use 255 - pixel of every input image, for dark-on-light
+    pictures; without it a picture is taken as it is."""
+    run_dir, data = fashion_run
+    images = idx_images(data, 6)
+    want = load(run_dir).predict(images)
+    on_paper = save_pngs(255 - images, tmp_path)  # dark on light: what a scan looks like
+    rc, out, err = cli([run_dir, *on_paper, "--invert", "--json"], capsys)
+    assert rc == 0 and err == "", err
+    got = [json.loads(line) for line in out]
+    assert [g["label"] for g in got] == [w["label"] for w in want]
+    assert np.allclose([g["probs"] for g in got], [w["probs"] for w in want], atol=1e-6, rtol=0)
+    as_is = load(run_dir).predict(on_paper)  # not inverted: the model sees dark-on-light pixels
+    assert not np.allclose([g["probs"] for g in as_is], [w["probs"] for w in want], atol=1e-3)
+    inverted = load(run_dir, invert=True).predict(255 - images)  # arrays too
+    assert np.allclose([g["probs"] for g in inverted], [w["probs"] for w in want], atol=1e-6, rtol=0)
+    rc, _, err = cli([imdb_run[0], "w1 w2", "--invert"], capsys)
+    assert "--invert applies to image runs" in _one_error_line(rc, err)
+
+
+NOT_UTF8 = b"w1 w2 caf\xe9 w3 \xff\xfe w4"  # 3 bytes that are not UTF-8 (Latin-1 text, a UTF-16 mark)
+REPLACED = NOT_UTF8.decode("utf-8", "replace")
+
+
+def test_non_utf8_text_one_rule_on_every_route(imdb_run, tmp_path, capsys, monkeypatch):
+    """--file refused non-UTF-8 text tersely while stdin replaced bytes silently: now every route decodes UTF-8,
+    replaces undecodable bytes and says so once, naming the source and the count."""
+    run_dir, _ = imdb_run
+    want = load(run_dir).predict([REPLACED])[0]
+    lines = tmp_path / "reviews.txt"
+    lines.write_bytes(NOT_UTF8 + b"\n")
+    jsonl = tmp_path / "reviews.jsonl"
+    jsonl.write_bytes(b'{"text": "' + NOT_UTF8 + b'"}\n')
+    routes = {"argument 1": [os.fsdecode(NOT_UTF8)],  # how Python hands non-UTF-8 argv bytes over
+              f"--file {lines}": ["--file", lines], f"--file {jsonl}": ["--file", jsonl], "stdin": []}
+    for source, extra in routes.items():
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(NOT_UTF8 + b"\n"), encoding="utf-8"))
+        rc, out, err = cli([run_dir, *extra, "--json"], capsys)
+        assert rc == 0, (source, err)
+        got = json.loads(out[0])
+        assert got["input"] == REPLACED and got["prob"] == pytest.approx(want["prob"], abs=1e-6), source
+        assert warnings_of(err) == [f"warning: {source}: 3 bytes not UTF-8, replaced by U+FFFD (save the text as "
+                                    "UTF-8 to keep them)"], source
+
+
+def test_text_run_refuses_an_existing_file_as_a_review(imdb_run, tmp_path, capsys, monkeypatch):
+    """`predict IMDB_RUN review.txt` classified the string 'review.txt'."""
+    run_dir, _ = imdb_run
+    review = tmp_path / "review.txt"
+    review.write_text("w1 w2 w3\n")
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = cli([run_dir, "w4 w5", "review.txt"], capsys)
+    line = _one_error_line(rc, err)
+    assert "argument 2: 'review.txt' is a file" in line and "--file review.txt" in line and out == []
+    rc, _, err = cli([run_dir], capsys, "w1 w2\nreview.txt\n", monkeypatch)
+    assert "stdin line 2: 'review.txt' is a file" in _one_error_line(rc, err)
+    rc, out, _ = cli([run_dir, "--file", "review.txt"], capsys)  # what the hint says works
+    assert rc == 0 and len(out) == 1
+
+
+def test_completed_run_says_nothing(imdb_run, capsys):
+    rc, out, err = cli([imdb_run[0], "w1 w2"], capsys)
+    assert rc == 0 and len(out) == 1 and err == ""
+
+
+@pytest.mark.parametrize("status", ["running", "interrupted", "failed"])
+def test_unfinished_run_is_used_with_a_warning(imdb_run, tmp_path, capsys, status):
+    """predict / export used a running, interrupted or failed run's current best checkpoint without saying so."""
+    run_dir = copy_run(imdb_run[0], tmp_path)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    epoch, ckpt = summary["best_epoch"], Path(summary["best_checkpoint"]).name
+    # a run still training has recorded no best checkpoint yet: the newest best-*.ckpt is its current best
+    edit_summary(run_dir, status=status, **({"best_checkpoint": None, "best_epoch": None} if status == "running"
+                                            else {}))
+    rc, out, err = cli([run_dir, "w1 w2"], capsys)
+    assert rc == 0 and len(out) == 1
+    [line] = warnings_of(err)
+    said = "still running (or was killed)" if status == "running" else status  # a killed run stays 'running'
+    assert line == f"warning: {run_dir}: the run is {said}, not completed; using {ckpt}, the weights of epoch {epoch}"
+    rc, err = export_cli([run_dir, "--out", tmp_path / "m.pt"], capsys)
+    assert rc == 0 and warnings_of(err) == [line]
+
+
+def test_missing_best_checkpoint_is_refused_not_replaced_by_last(imdb_run, tmp_path, capsys):
+    """A deleted best checkpoint silently fell back to last.ckpt: the last weights were used as 'best'."""
+    run_dir = copy_run(imdb_run[0], tmp_path)
+    (run_dir / json.loads((run_dir / "summary.json").read_text())["best_checkpoint"]).unlink()
+    with pytest.raises(UserError, match="is missing; restore it, or use the last weights with --last"):
+        load(run_dir)
+    rc, out, err = cli([run_dir, "w1 w2"], capsys)
+    assert "(named in summary.json) is missing" in _one_error_line(rc, err) and out == []
+    rc, err = export_cli([run_dir, "--out", tmp_path / "m.pt"], capsys)
+    assert "--last" in _one_error_line(rc, err) and not (tmp_path / "m.pt").exists()
+    rc, out, err = cli([run_dir, "w1 w2", "--last"], capsys)  # asked for: fine, and nothing to warn about
+    assert rc == 0 and len(out) == 1 and err == ""
+
+
+def test_run_without_validation_uses_last_and_says_so(imdb_run, tmp_path, capsys):
+    """No validation, no best checkpoint at all: last.ckpt is the model, and the warning says so."""
+    run_dir = _train(tmp_path, {"data_dir": str(imdb_run[1]), "num_words": NUM_WORDS, "val_size": 0,
+                                "max_epochs": 1})
+    assert json.loads((run_dir / "summary.json").read_text())["best_checkpoint"] is None
+    rc, out, err = cli([run_dir, "w1 w2"], capsys)
+    assert rc == 0 and len(out) == 1
+    assert warnings_of(err) == [f"warning: {run_dir}: no best checkpoint (nothing was validated, or no validation "
+                                "loss was finite); using checkpoints/last.ckpt, the weights of epoch 1"]
+
+
+@pytest.mark.parametrize("tensor", ["net.0.weight", "running_var"])
+def test_diverged_weights_are_refused(imdb_run, tmp_path, capsys, tensor):
+    """A run whose loss went NaN predicted `nan negative` with exit 0 (weights, or BatchNorm statistics)."""
+    run_dir = copy_run(imdb_run[0], tmp_path)
+    ckpt = find_checkpoint(run_dir)
+    content = torch.load(ckpt, map_location="cpu", weights_only=False)
+    key = next(k for k in content["state_dict"] if k.endswith(tensor))
+    content["state_dict"][key][(0,) * content["state_dict"][key].dim()] = float("nan")
+    torch.save(content, ckpt)
+    with pytest.raises(DataError, match="checkpoint weights are not finite"):
+        load(run_dir)
+    rc, out, err = cli([run_dir, "w1 w2"], capsys)
+    line = _one_error_line(rc, err)
+    assert "checkpoint weights are not finite" in line and tensor in line and "the run diverged" in line
+    assert out == []
+    rc, err = export_cli([run_dir, "--out", tmp_path / "m.pt"], capsys)
+    assert "not finite" in _one_error_line(rc, err) and not (tmp_path / "m.pt").exists()
+
+
+def test_kfold_folder_predicts_with_its_refit(imdb_run, tmp_path, capsys):
+    """The folder `fit --kfold` prints (fold_*/ and refit/, no checkpoint of its own) was refused with an error
+    that did not point to refit/: it now predicts and exports with the refit model, and says so."""
+    from lit_regularize.kfold import run_kfold
+    from lit_regularize.run import quiet_lightning
+
+    quiet_lightning()
+    cfg = make_config({"data_dir": str(imdb_run[1]), "num_words": NUM_WORDS, "kfold": 2, "max_epochs": 2,
+                       "hidden": 8, "batch_size": 32, "logdir": str(tmp_path / "logs"), "progress": False,
+                       "accelerator": "cpu"})
+    summary = run_kfold(cfg, verbose=False)
+    parent, refit = Path(summary.run_dir), Path(summary.run_dir) / summary.refit_dir
+    rc, out, err = cli([parent, "w1 w2", "--json"], capsys)
+    assert rc == 0
+    assert warnings_of(err) == [f"note: {parent} is a k-fold folder: using its refit model {refit} (trained on the "
+                                f"whole training pool for the chosen {summary.chosen_epoch} epochs)"]
+    rc2, out2, _ = cli([refit, "w1 w2", "--json"], capsys)
+    assert rc2 == 0 and out == out2  # the very same model and input
+    rc, err = export_cli([parent, "--out", tmp_path / "k.pt"], capsys)
+    assert rc == 0 and json.loads((tmp_path / "k.pt.json").read_text())["checkpoint"].startswith(str(refit))
+    busy = tmp_path / "busy"  # a k-fold folder whose folds are still training: point to refit/
+    (busy / "fold_0" / "version_0").mkdir(parents=True)
+    rc, _, err = cli([busy, "w1"], capsys)
+    assert "k-fold folder whose refit has not finished" in _one_error_line(rc, err) and "refit" in err
+
+
+def test_full_stdout_is_one_error_line(imdb_run, capsys, monkeypatch):
+    """predict's own output path: a full disk under `> out.txt` is one line, not a traceback."""
+    import errno
+
+    class Full(io.StringIO):
+        def write(self, s):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sys, "stdout", Full())
+    rc = main([str(imdb_run[0]), "w1 w2"])
+    err = capsys.readouterr().err
+    assert _one_error_line(rc, err) == "error: cannot write the predictions to standard output (the disk is full)"
+
+
+def test_inputs_may_follow_flags(imdb_run, capsys):
+    """`predict RUN --json "a review"` was refused as 'unrecognized arguments' (argparse ends nargs='*' early)."""
+    rc, out, err = cli([imdb_run[0], "--json", "w1 w2", "--batch-size", "4", "w3"], capsys)
+    assert rc == 0 and err == "" and [json.loads(line)["input"] for line in out] == ["w1 w2", "w3"]

@@ -204,6 +204,13 @@ def test_textdir_fit_sweep_predict(tmp_path, capsys, monkeypatch):
     raw = tmp_path / "raw.txt"
     raw.write_text("An AWFUL, boring... terrible film!!! Never again.")
     assert predicted(run_dir, [raw], capsys)[0]["name"] in ("neg", "pos")
+    # issue 21: a .txt file that is not UTF-8 is read as training read it, and said once with the byte count
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("An awful, boring film. Caf\xe9 na\xefve.".encode("latin-1"))
+    rc, out, err = run_cli(predict_main, [run_dir, latin1, "--json"], capsys)
+    assert rc == 0 and len(out) == 1
+    assert err.splitlines() == [f"warning: {latin1}: 2 bytes not UTF-8, replaced by U+FFFD (save the text as UTF-8 "
+                                "to keep them)"]
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.md").write_text("not a .txt")
     one_error(predict_main, [run_dir, tmp_path / "empty"], capsys, "empty folder (no text files: .txt)")
@@ -212,6 +219,23 @@ def test_textdir_fit_sweep_predict(tmp_path, capsys, monkeypatch):
     shutil.copytree(run_dir, broken)
     (broken / "word_index.json").unlink()
     one_error(predict_main, [broken, raw], capsys, "no word_index.json in the run folder")
+
+
+def test_textdir_training_reads_text_by_the_same_rule(tmp_path, capsys):
+    """textdir training's read_text replaced undecodable bytes silently (while predict --file refused them): one
+    rule now, a warning naming the file and the count, the same text at training and at predict time."""
+    from lit_regularize.data.textdir import load_textdir, read_text
+
+    root = write_textdir(tmp_path / "reviews", n=3)
+    bad = root / "train" / "neg" / "latin1.txt"
+    bad.write_bytes(b"\xef\xbb\xbfcaf\xe9 cr\xe8me")  # a UTF-8 byte-order mark, then Latin-1 text
+    data = load_textdir(str(root), "key")
+    assert capsys.readouterr().err.splitlines() == [f"warning: {bad}: 2 bytes not UTF-8, replaced by U+FFFD (save "
+                                                    "the text as UTF-8 to keep them)"]
+    assert "caf\ufffd" in data.vocabulary and "cr\ufffdme" in data.vocabulary  # the mark is no part of a word
+    assert read_text(bad) == "caf\ufffd cr\ufffdme"
+    good = root / "train" / "pos" / "000.txt"
+    assert read_text(good) == good.read_text(encoding="utf-8") and capsys.readouterr().err.count("warning") == 1
 
 
 # -- imagedir -------------------------------------------------------------------------------------------------
@@ -246,6 +270,38 @@ def test_imagedir_fit_sweep_predict(tmp_path, capsys, monkeypatch):
     one_error(predict_main, [broken, new], capsys, "no classes.json in the run folder")
     shutil.rmtree(broken / "checkpoints")
     one_error(predict_main, [broken, new], capsys, "no checkpoint")
+    # issue 21: --invert of an imagedir run uses 255 - pixel, never guessed (8x8 files: no resizing, so exact)
+    from PIL import Image
+
+    from lit_regularize.data.imagedir import read_image
+
+    decoded = [read_image(f, 8) for f in sorted(new.rglob("*")) if f.is_file()]
+    (tmp_path / "as_is").mkdir()
+    (tmp_path / "flipped").mkdir()
+    for i, a in enumerate(decoded):
+        Image.fromarray(a).save(tmp_path / "as_is" / f"{i:03d}.png")
+        Image.fromarray(255 - a).save(tmp_path / "flipped" / f"{i:03d}.png")
+    plain = predicted(run_dir, [tmp_path / "as_is"], capsys)
+    rc, out, err = run_cli(predict_main, [run_dir, tmp_path / "flipped", "--json", "--invert"], capsys)
+    assert rc == 0 and err == "", err
+    inverted = [json.loads(line) for line in out]
+    assert [g["label"] for g in inverted] == [g["label"] for g in plain]
+    # the same pixels in the same batch: equal up to float rounding (a missing inversion is off by far more)
+    assert np.allclose([g["probs"] for g in inverted], [g["probs"] for g in plain], atol=1e-6, rtol=0)
+    not_inverted = predicted(run_dir, [tmp_path / "flipped"], capsys)  # the model sees other pixels
+    assert not np.allclose([g["probs"] for g in not_inverted], [g["probs"] for g in plain], atol=1e-3)
+    # issue 21: a checkpoint that is not the run's (classes or image size of another run) is refused
+    other = tmp_path / "other_run"
+    shutil.copytree(run_dir, other)
+    (other / "classes.json").write_text(json.dumps(["dark", "light", "grey"]))
+    one_error(predict_main, [other, new], capsys, "needs 64 inputs and 3 classes")
+    (other / "classes.json").write_text(json.dumps(["dark", "light"]))
+    spec = json.loads((other / "normalization.json").read_text())
+    (other / "normalization.json").write_text(json.dumps({**spec, "image_size": 9}))
+    one_error(predict_main, [other, new], capsys, "takes 64 inputs and has 2 classes, but the run (imagedir data: "
+              "2 classes in classes.json, 9x9 images in normalization.json) needs 81 inputs and 2 classes")
+    one_error(export_main, [other, "--out", tmp_path / "m.pt"], capsys, "not this run's checkpoint")
+    assert not (tmp_path / "m.pt").exists()
 
 
 # -- export ---------------------------------------------------------------------------------------------------

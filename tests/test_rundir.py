@@ -21,7 +21,7 @@ from conftest import InterruptAt, flags, script_val_loss
 from lit_regularize.cli import compare as compare_cli
 from lit_regularize.cli import fit
 from lit_regularize.config import make_config
-from lit_regularize.errors import RunInterrupted
+from lit_regularize.errors import RunInterrupted, UserError
 from lit_regularize.model import RegularizedMLP
 from lit_regularize.rundir import RunDir
 from lit_regularize.run import run
@@ -254,3 +254,146 @@ def test_a_checkpoint_history_from_before_train_acc_resumes_with_the_epochs_it_l
     h.load_state_dict(state)
     assert set(HISTORY_KEYS) <= set(h.history) and h.history["train_acc"] == [None, None]
     assert h.history["val_loss"] == [0.65, 0.6]
+
+
+# -- one process per run folder (issue 21) ------------------------------------------------------------------------
+
+def _files(run_dir: Path) -> dict[Path, bytes]:
+    """Every file of a run folder but the event files (which TensorBoard's writer thread may still be flushing)."""
+    return {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and "tfevents" not in p.name}
+
+
+def test_resume_of_a_run_that_is_still_running_is_one_line_and_changes_nothing(quick, capsys):
+    over = _over(quick, name="busy", max_epochs=4, reg="dropout", deterministic=True)
+    straight = run(make_config({**over, "name": "straight"}))
+    seen = {}
+
+    class ResumeFromOutside(pl.Callback):
+        """In epoch 3 of the run, `fit --resume` of its own folder (last.ckpt of epoch 2 exists)."""
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            if trainer.current_epoch == 2:
+                run_dir = Path(trainer.logger.log_dir)
+                before = _files(run_dir)
+                seen["rc"] = fit.main(["--resume", str(run_dir), "--max-epochs", "6", "--no-progress"])
+                seen["err"] = capsys.readouterr().err
+                seen["unchanged"] = _files(run_dir) == before
+    s = run(make_config(over), extra_callbacks=[ResumeFromOutside()])
+    err = seen["err"].strip().splitlines()
+    assert seen["rc"] == 2 and len(err) == 1 and err[0].startswith("error: "), seen["err"]
+    assert str(s.run_dir) in err[0] and "in use" in err[0]
+    assert seen["unchanged"]  # not even config.yaml (max_epochs 6) was written
+    # the running run went on undisturbed: same curve as a run nobody touched (the refused resume did not even
+    # reseed this process's RNG), one point per epoch in TensorBoard, no second best checkpoint
+    assert s.status == "completed" and s.epochs_run == 4 and s.config["max_epochs"] == 4
+    # a reseeded RNG changes epochs 3-4's dropout masks and shuffles: val/loss moves by far more than 1e-6
+    assert s.history["val_loss"] == pytest.approx(straight.history["val_loss"], rel=1e-6)
+    from test_faults import assert_epoch_steps_unique
+
+    assert_epoch_steps_unique(s.run_dir, 4)
+    assert sorted(p.name for p in s.run_dir.joinpath("checkpoints").iterdir()) == [
+        Path(s.best_checkpoint).name, "last.ckpt"]
+    # once it has ended, the folder resumes
+    assert fit.main(["--resume", str(s.run_dir), "--max-epochs", "5", "--no-progress"]) == 0
+    assert json.loads((s.run_dir / "summary.json").read_text())["epochs_run"] == 5
+
+
+def test_the_run_folder_is_locked_while_the_run_lasts_and_released_on_every_way_out(quick):
+    held = {}
+
+    class Probe(pl.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            other = RunDir(Path(trainer.logger.log_dir))
+            try:
+                other.lock()
+                held["locked"] = False
+                other.unlock()
+            except UserError:
+                held["locked"] = True
+    cfg = make_config(_over(quick, name="lock", max_epochs=2))
+    with pytest.raises(RunInterrupted):
+        run(cfg, extra_callbacks=[Probe(), InterruptAt(1)])
+    assert held["locked"]  # held by the run ...
+    rundir = RunDir.latest(cfg.logdir, "lock")
+    rundir.lock().unlock()  # ... and released when it was interrupted
+    held.clear()
+    run(cfg, resume=rundir, extra_callbacks=[Probe()])  # a resume holds it too
+    assert held["locked"]
+    rundir.lock().unlock()
+
+
+@pytest.mark.slow
+def test_a_killed_run_leaves_no_lock_behind(quick):
+    s = run(make_config(_over(quick, name="crash", max_epochs=2)))
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from lit_regularize.rundir import RunDir; "
+                               "RunDir(sys.argv[1]).lock(); print('locked', flush=True); time.sleep(600)",
+                               str(s.run_dir)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        busy = subprocess.run([sys.executable, "-m", "lit_regularize", "fit", "--resume", str(s.run_dir),
+                               "--max-epochs", "3"], capture_output=True, text=True, timeout=120)
+        assert busy.returncode == 2 and "Traceback" not in busy.stderr
+        assert len(busy.stderr.strip().splitlines()) == 1 and str(s.run_dir) in busy.stderr
+    finally:
+        holder.kill()  # SIGKILL: no clean-up runs, the OS drops the lock with the process
+        holder.wait()
+    assert fit.main(["--resume", str(s.run_dir), "--max-epochs", "3", "--no-progress"]) == 0
+
+
+@pytest.mark.slow
+def test_two_resumes_of_one_folder_at_once_one_trains_the_other_is_refused(quick):
+    s = run(make_config(_over(quick, name="twice", max_epochs=1)))
+    # started together, both reach the lock after the same start-up; 400 epochs (over 10 s of training) outlast
+    # any difference in their start-up, so the second always finds the first still training
+    procs = [subprocess.Popen([sys.executable, "-m", "lit_regularize", "fit", "--resume", str(s.run_dir),
+                               "--max-epochs", "400", "--no-progress"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [0, 2], outs
+    refused = outs[[p.returncode for p in procs].index(2)][1]
+    assert len(refused.strip().splitlines()) == 1 and "in use" in refused and str(s.run_dir) in refused
+    saved = json.loads((s.run_dir / "summary.json").read_text())
+    assert saved["status"] == "completed" and saved["epochs_run"] == 400
+    from test_faults import assert_epoch_steps_unique
+
+    assert_epoch_steps_unique(s.run_dir, 400)
+    assert sorted(p.name for p in (s.run_dir / "checkpoints").iterdir()) == [Path(saved["best_checkpoint"]).name,
+                                                                             "last.ckpt"]
+
+
+@pytest.mark.slow
+def test_ddp_ranks_share_rank_0s_locked_folder_on_a_new_run_and_a_resume(quick, tmp_path):
+    over = {**quick, "name": "ddp", "max_epochs": 2, "early_stopping": False}
+    ddp = ["--devices", "2", "--strategy", "ddp", "--accelerator", "cpu"]
+    first = subprocess.run([sys.executable, "-m", "lit_regularize", "fit", *flags(over), *ddp], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    run_dir = Path(quick["logdir"]) / "ddp" / "version_0"
+    again = subprocess.run([sys.executable, "-m", "lit_regularize", "fit", "--resume", str(run_dir), "--max-epochs",
+                            "3", *ddp], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]  # rank 1 joins rank 0's resume, not refused by its lock
+    s = json.loads((run_dir / "summary.json").read_text())
+    assert s["status"] == "completed" and s["epochs_run"] == 3
+    assert sorted(p.name for p in (Path(quick["logdir"]) / "ddp").iterdir()) == ["version_0"]
+
+
+# -- the best checkpoint gone ---------------------------------------------------------------------------------------
+
+def test_resume_with_the_best_checkpoint_deleted_never_reports_the_last_weights_as_best(quick, scripted_val_loss,
+                                                                                        capsys):
+    cfg = make_config(_over(quick, name="nobest"))
+    with pytest.raises(RunInterrupted):
+        run(cfg, extra_callbacks=[InterruptAt(5)])  # 5 epochs done; the best is epoch 4
+    rundir = RunDir.latest(cfg.logdir, "nobest")
+    (rundir.checkpoint_dir / "best-epoch004.ckpt").unlink()
+    capsys.readouterr()
+    assert fit.main(["--resume", str(rundir.path), "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    s = json.loads((rundir.path / "summary.json").read_text())
+    assert s["status"] == "completed" and s["epochs_run"] == 6 and s["best_epoch"] == 4
+    assert s["best_checkpoint"] is None and "best" not in s["test"] and "last" in s["test"]
+    assert any("best-epoch004.ckpt" in n and "missing" in n for n in s["notes"])
+    warnings = [line for line in err.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and "best-epoch004.ckpt" in warnings[0]
+    assert "test (best weights)" not in out and "test (last weights)" in out

@@ -23,8 +23,8 @@ from lit_regularize.cli.sweep import main as sweep_main
 from lit_regularize.config import make_config
 from lit_regularize.errors import ConfigError
 from lit_regularize.summary import RunSummary
-from lit_regularize.sweep import objective as objective_mod
-from lit_regularize.sweep import report, space as space_mod, storage, study as study_mod, workers
+from lit_regularize.sweeps import objective as objective_mod
+from lit_regularize.sweeps import report, space as space_mod, storage, study as study_mod, workers
 
 SWEEP = [sys.executable, "-m", "lit_regularize", "sweep"]
 States = optuna.trial.TrialState
@@ -424,7 +424,7 @@ def test_one_worker_per_gpu_and_cores_split_on_cpu(monkeypatch):
     assert [env["CUDA_VISIBLE_DEVICES"] for _, env in started] == ["3", "5"]
     assert [env["OMP_NUM_THREADS"] for _, env in started] == ["4", "4"]
     cmd = started[0][0]
-    assert cmd[1:3] == ["-m", "lit_regularize.sweep.workers"] and json.loads(cmd[3])["study_name"] == "api"
+    assert cmd[1:3] == ["-m", "lit_regularize.sweeps.workers"] and json.loads(cmd[3])["study_name"] == "api"
     assert started[1][0][4:] == ["1", "4", str(os.getpid())]
     assert all(env.get("PYTHONPATH") == os.environ.get("PYTHONPATH") for _, env in started)  # not set by us
 
@@ -601,7 +601,7 @@ def test_many_short_trials_from_four_processes_never_hit_a_locked_database(tmp_p
     optuna.create_study(study_name="many", storage=storage.open_storage(url))
     script = textwrap.dedent(f"""
         import optuna
-        from lit_regularize.sweep import storage, workers
+        from lit_regularize.sweeps import storage, workers
         study = optuna.load_study(study_name="many", storage=storage.open_storage({url!r}, heartbeat=1))
         def objective(trial):
             x = trial.suggest_float("x", -1, 1)
@@ -672,7 +672,7 @@ def test_an_interrupted_trial_leaves_no_failed_trial_warnings_but_a_real_failure
     from optuna.study._optimize import _log_failed_trial
 
     from lit_regularize.errors import RunInterrupted
-    from lit_regularize.sweep.study import quiet_optuna
+    from lit_regularize.sweeps.study import quiet_optuna
 
     quiet_optuna()
     seen: list[str] = []
@@ -691,3 +691,125 @@ def test_an_interrupted_trial_leaves_no_failed_trial_warnings_but_a_real_failure
         logger.removeHandler(handler)
     assert not [m for m in seen if m.startswith("Trial 3 ")]  # the misleading '--resume trial folder' hint is gone
     assert [m for m in seen if m.startswith("Trial 4 ")] and any("a real bug" in m for m in seen)
+
+
+# -- reliability (issue 21): outputs checked up front, one folder per study, counted test looks ----------------
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    return err
+
+
+def _blocked_probe(monkeypatch, *folders: Path) -> None:
+    """The write probe (a temporary file) fails with EACCES in these folders: what chmod does for a non-root user
+    (root ignores chmod, so the probe itself is made to fail)."""
+    import errno
+    import tempfile
+
+    real, blocked = tempfile.mkstemp, {f.resolve() for f in folders}
+
+    def mkstemp(*args, **kwargs):
+        if kwargs.get("dir") is not None and Path(kwargs["dir"]).resolve() in blocked:
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+
+
+def test_every_output_folder_is_checked_before_the_first_trial(tmp_path, quick, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    space = str(write_space(tmp_path / "s.yaml", LR_SPACE))
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for d in ("ro", "logs_ro", "logs_rep/out/report", "dbdir"):
+        (tmp_path / d).mkdir(parents=True)
+    cases = [  # (extra flags, folder whose write probe fails, what the one line names)
+        (["--report", str(afile / "sub")], None, f"--report {afile / 'sub'}: cannot be created, {afile} is a file"),
+        (["--logdir", str(afile / "logs")], None, "--logdir: the study folder"),
+        (["--storage", str(afile / "s.db")], None, "--storage: the folder of the database"),
+        (["--report", str(tmp_path / "ro" / "r")], tmp_path / "ro", f"cannot write in {tmp_path / 'ro'} (Permission"),
+        (["--logdir", str(tmp_path / "logs_ro")], tmp_path / "logs_ro", "--logdir: the study folder"),
+        (["--logdir", str(tmp_path / "logs_rep")], tmp_path / "logs_rep" / "out" / "report",
+         "--logdir: the report folder"),  # the default report folder <logdir>/<study>/report
+        (["--storage", str(tmp_path / "dbdir" / "s.db")], tmp_path / "dbdir", "--storage: the folder of the database"),
+    ]
+    for extra, blocked, expected in cases:
+        with monkeypatch.context() as m:
+            if blocked is not None:
+                _blocked_probe(m, blocked)
+            assert sweep_main([*flags(quick), "--space", space, "--study-name", "out", "--n-trials", "1",
+                               *extra]) == 2, extra
+        assert expected in _one_error_line(capsys), extra
+        # nothing trained, no storage created, no probe file left
+        assert not list(tmp_path.rglob("trial_*")) and not list(tmp_path.rglob("*.db")), extra
+        assert not (tmp_path / "optuna").exists() and not list(tmp_path.rglob(".write_probe.*")), extra
+
+
+def test_one_study_folder_belongs_to_one_storage(tmp_path, quick, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    space = str(write_space(tmp_path / "s.yaml", LR_SPACE))
+    args = [*flags(quick), "--space", space, "--study-name", "same", "--n-trials", "1"]
+    assert sweep_main([*args, "--storage", str(tmp_path / "a.db")]) == 0
+    capsys.readouterr()
+    folder = Path(quick["logdir"]) / "same"
+    # the same name in another storage would share trial_* and overwrite report/: refused, nothing created
+    assert sweep_main([*args, "--storage", str(tmp_path / "b.db")]) == 2
+    err = _one_error_line(capsys)
+    assert "b.db" in err and "a.db" in err and "another --study-name or --logdir" in err
+    assert not (tmp_path / "b.db").exists() and sorted(p.name for p in folder.glob("trial_*")) == ["trial_0000"]
+    assert sweep_main([*args, "--storage", str(tmp_path / "a.db")]) == 0  # its own storage still reports
+    assert json.loads((folder / study_mod.STUDY_MARK).read_text())["storage"] == f"sqlite:///{tmp_path / 'a.db'}"
+
+
+def test_a_second_refit_is_counted_as_the_second_look_at_the_test_set(tmp_path, quick, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    space = str(write_space(tmp_path / "s.yaml", LR_SPACE))
+    args = [*flags({**quick, "max_epochs": 2}), "--space", space, "--study-name", "looks"]
+    assert sweep_main([*args, "--n-trials", "1", "--refit-best"]) == 0
+    out = capsys.readouterr().out
+    assert "final untouched test estimate" in out and "the only test-set evaluation" in out
+    report_md = Path(quick["logdir"]) / "looks" / "report" / "report.md"
+    assert "This is the only time the study touched the test set" in report_md.read_text()
+    assert sweep_main([*args, "--n-trials", "0", "--refit-best"]) == 0
+    out = capsys.readouterr().out
+    assert "2nd look at the test set" in out and "untouched" not in out.replace("no longer untouched", "")
+    text = report_md.read_text()
+    assert "## Test estimate (2nd look at the test set)" in text and "only time" not in text
+    assert "This is the study's 2nd look at the test set (1st: trial 0" in text
+    study = load(storage.storage_url(None, "looks"), "looks")
+    assert [r["look"] for r in study.user_attrs["refits"]] == [1, 2] and study.user_attrs["refit"]["look"] == 2
+    assert [study_mod.ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 111)] == [
+        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "111th"]
+
+
+def test_refit_best_without_a_complete_trial_is_an_error(tmp_path, quick, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    space = str(write_space(tmp_path / "s.yaml", {"lr": {"type": "categorical", "choices": [1e30, 1e31]}}))
+    args = [*flags(quick), "--space", space, "--study-name", "diverged", "--pruner", "none"]
+    assert sweep_main([*args, "--n-trials", "1", "--refit-best"]) == 2  # the trial diverged: pruned
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == "error: --refit-best: study diverged has no complete trial to refit (1 pruned)"
+    assert (Path(quick["logdir"]) / "diverged" / "report" / "report.md").is_file()  # the trials' report still
+    assert not list((Path(quick["logdir"]) / "diverged").glob("refit_*"))
+    # nothing left to run: known before anything is written
+    assert sweep_main([*args, "--n-trials", "0", "--refit-best", "--report", str(tmp_path / "rep")]) == 2
+    assert "no complete trial to refit" in _one_error_line(capsys) and not (tmp_path / "rep").exists()
+
+
+@pytest.mark.parametrize("kfold", [0, 2])
+def test_the_trial_value_is_the_best_val_loss_not_the_last(quick, monkeypatch, kfold):
+    from conftest import script_val_loss
+
+    curve = [0.9, 0.41, 0.6, 0.8]  # falls, then rises: the last value is far from the best
+    script_val_loss(monkeypatch, curve)
+    over = {**quick, "max_epochs": len(curve), "early_stopping": False}
+    if kfold:  # every fold validates the same scripted curve: the mean curve is the curve
+        over = {**no_val_size(over), "kfold": kfold}
+    study = optuna.create_study(pruner=optuna.pruners.NopPruner())
+    study.optimize(objective_mod.make_objective(api_sweep(over, LR_SPACE)), n_trials=1)
+    t = study.trials[0]
+    assert t.state == States.COMPLETE
+    # float32 logging: 1e-6 relative, far below the 0.39 between the best and the last value
+    assert t.value == pytest.approx(min(curve), rel=1e-6) and t.value != pytest.approx(curve[-1], rel=1e-6)
+    assert t.user_attrs["best_epoch"] == 2  # 1-based
+    assert t.user_attrs["val_curve"] == pytest.approx(curve, rel=1e-6)

@@ -178,7 +178,7 @@ def test_resumed_runs_keep_one_hparams_record_one_epoch_axis_and_a_current_hpara
 
 
 def test_sweep_trials_and_the_refit_log_the_searched_settings_as_hparams(quick, monkeypatch, tmp_path):
-    from lit_regularize.sweep import objective as objective_mod, study as study_mod
+    from lit_regularize.sweeps import objective as objective_mod, study as study_mod
 
     space = {"weight_decay": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
              "batchnorm": {"type": "categorical", "choices": [True, False]}}

@@ -28,7 +28,7 @@ def machine() -> str:
     """One line naming the machine the tables were measured on."""
     import torch
 
-    from lit_regularize.sweep.workers import usable_cpus  # the cores sweep workers split, as counted there
+    from lit_regularize.sweeps.workers import usable_cpus  # the cores sweep workers split, as counted there
 
     return (f"{platform.processor() or platform.machine()}, {usable_cpus()} CPU cores, torch {torch.__version__}, "
             f"{torch.get_num_threads()} threads, Python {platform.python_version()}")

@@ -9,7 +9,7 @@ import difflib
 import sys
 from typing import Any, Callable, NoReturn, Optional, Sequence
 
-from lit_regularize.config import (FIELDS, GROUPS, Config, base_type, check_keys, choices_of, flag, load_yaml,
+from lit_regularize.config import (FIELDS, GROUPS, Config, check_keys, fields, flag, import_plugins, load_yaml,
                                    make_config, preset_defaults, resolve_config_path)
 from lit_regularize.errors import ConfigError, UserError
 
@@ -39,10 +39,12 @@ def _shown(value: Any) -> str:
 
 
 def _peek(argv: Sequence[str]) -> tuple[str, str]:
-    """--data and --reg as given (flags, else the --config YAML), so --help can show the presets' defaults."""
+    """--data and --reg as given (flags, else the --config YAML), so --help can show the presets' defaults; the
+    --plugins modules (flags, else the YAML) are imported first, so their regularizers' flags and presets exist."""
     peek = argparse.ArgumentParser(add_help=False)
     for name in ("config", "data", "reg"):
         peek.add_argument(flag(name))
+    peek.add_argument("--plugins", nargs="+")
     known, _ = peek.parse_known_args(list(argv))
     from_yaml: dict[str, Any] = {}
     if known.config:
@@ -50,13 +52,15 @@ def _peek(argv: Sequence[str]) -> tuple[str, str]:
             from_yaml = load_yaml(resolve_config_path(known.config))
         except ConfigError:
             pass  # reported properly when the real parse reads it
+    plugins = known.plugins or from_yaml.get("plugins") or []
+    import_plugins([plugins] if isinstance(plugins, str) else plugins)
     data = known.data or from_yaml.get("data") or FIELDS["data"].default
     reg = known.reg or from_yaml.get("reg") or FIELDS["reg"].default
     return str(data), str(reg)
 
 
 def add_config_args(parser: argparse.ArgumentParser, argv: Sequence[str] = (), skip: Sequence[str] = ()) -> None:
-    """One flag per Config field, grouped as in --help; defaults SUPPRESSed so only given flags override YAML."""
+    """One flag per setting, grouped as in --help; defaults SUPPRESSed so only given flags override YAML."""
     data, reg = _peek(argv)
     defaults = preset_defaults(data, reg)
     parser.add_argument("--config", metavar="FILE",
@@ -64,26 +68,24 @@ def add_config_args(parser: argparse.ArgumentParser, argv: Sequence[str] = (), s
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved config as YAML (valid for --config) and exit")
     groups = {g: parser.add_argument_group(f"{g} settings") for g in GROUPS}
-    for name, f in FIELDS.items():
-        if name in skip or f.metadata.get("internal"):
+    for name, s in fields().items():
+        if name in skip or s.internal:
             continue
-        meta = f.metadata
         default = defaults[name]
-        help_text = meta["help"]
-        if default is not None and "default" not in help_text:
+        help_text = s.help_text()
+        if default is not None and default != [] and "default" not in help_text:
             help_text += f" (default: {_shown(default)})"
         kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": help_text}
-        kind = base_type(name)
-        if kind is bool:
+        if s.kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
-        elif kind is list:
-            kwargs.update(nargs="+", type=int, metavar=meta.get("metavar", "I"))
+        elif s.kind is list:
+            kwargs.update(nargs="+", type=s.item, metavar=s.metavar or "I")
         else:
-            kwargs["type"] = kind
-            choices = choices_of(name)
+            kwargs["type"] = s.kind
+            choices = s.choice_values()
             # Choices are shown, but checked by Config's validation, which suggests the closest one.
-            kwargs["metavar"] = "{" + ",".join(choices) + "}" if choices else meta.get("metavar", name.upper())
-        groups[meta["group"]].add_argument(flag(name), **kwargs)
+            kwargs["metavar"] = "{" + ",".join(choices) + "}" if choices else s.metavar or name.upper()
+        groups[s.group].add_argument(flag(name), **kwargs)
 
 
 def command_parser(prog: str, doc: str, argv: Sequence[str] = (), skip: Sequence[str] = (),

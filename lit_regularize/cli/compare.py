@@ -36,7 +36,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     fixed = given_settings(args)
 
-    from lit_regularize.compare import compare
+    from lit_regularize.comparison import compare
     from lit_regularize.run import quiet_lightning
 
     quiet_lightning()

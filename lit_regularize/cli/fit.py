@@ -16,7 +16,7 @@ import sys
 from typing import Optional, Sequence
 
 from lit_regularize.cli.args import command_parser, config_from_args, given_settings, guarded, print_config_and_exit
-from lit_regularize.config import RESUMABLE, flag
+from lit_regularize.config import flag, resumable
 from lit_regularize.errors import ConfigError
 
 
@@ -25,7 +25,7 @@ def parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p = command_parser("lit-regularize fit", __doc__, argv)
     p.add_argument("--resume", nargs="?", const="latest", metavar="RUN_DIR",
                    help="continue a run from its checkpoints/last.ckpt (default: newest version of --name); only "
-                        f"{', '.join(flag(k) for k in RESUMABLE)} may change")
+                        f"{', '.join(flag(k) for k in resumable())} may change")
     return p
 
 

@@ -1,8 +1,9 @@
 """--data imagedir:PATH: images in class folders (torchvision ImageFolder layout), PATH/train/<class>/*.png|jpg…
 and optionally PATH/test/<class>/*.
 
-Every image is decoded once, converted to grayscale and resized to image_size × image_size, and kept as uint8;
-batches are normalized with the mean and standard deviation of the training examples' pixels. --augment,
+Every image is decoded once, converted to 8-bit grayscale (`lit_regularize.data.images.to_gray8`: 16-bit and
+float images scaled by their bit depth, transparent pixels white), resized to image_size × image_size and kept
+as uint8; batches are normalized with the mean and standard deviation of the training examples' pixels. --augment,
 --hflip and --n-per-class work as for MNIST (this is an ImageDataModule).
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from lit_regularize.data.images import to_gray8
 from lit_regularize.data.mnist import ImageDataModule, ImageDataset, balanced_subset
 from lit_regularize.data.own import OwnData, check_classes, class_folders, stamp
 from lit_regularize.errors import DataError
@@ -29,12 +31,13 @@ class ImageDir(NamedTuple):
 
 
 def read_image(path: Path, size: int) -> np.ndarray:
-    """One image as a size × size uint8 grayscale array; a file PIL cannot decode is a DataError."""
+    """One image as a size × size uint8 grayscale array (data.images.to_gray8: every mode scaled by its bit
+    depth, as predict reads it); a file PIL cannot decode is a DataError."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
-            im = im.convert("L")
+            im = to_gray8(im)
             if im.size != (size, size):
                 im = im.resize((size, size), Image.BILINEAR)
             return np.asarray(im, dtype=np.uint8)

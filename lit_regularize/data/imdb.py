@@ -233,6 +233,10 @@ class IMDBDataModule(SplitDataModule):
     def train_pool(self) -> np.ndarray:
         return np.arange(len(self.arrays["train"].labels))
 
+    def train_labels(self) -> np.ndarray:
+        """0/1 labels of the training reviews (k-fold's class check)."""
+        return self.arrays["train"].labels.numpy().astype(np.int64)
+
     def make_dataset(self, split: str, idx: Optional[np.ndarray]) -> Dataset:
         source = "test" if split == "test" else "train"
         return MultiHotDataset(self.arrays[source], idx, self.n_features, self.dense)

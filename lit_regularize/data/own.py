@@ -172,6 +172,10 @@ class OwnData:
     def train_pool(self) -> np.ndarray:
         return self.pool
 
+    def train_labels(self) -> np.ndarray:
+        """Class codes of the training source's rows (what split indices count)."""
+        return self.labels
+
     @property
     def default_val_size(self) -> int:  # type: ignore[override]
         return int(round(DEFAULT_VAL_SHARE * len(self.pool)))

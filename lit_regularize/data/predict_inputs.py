@@ -11,15 +11,19 @@ so a row is encoded by the same code at training and at predict time.
               the saved categories (a category training lacked: all zeros)
     npz       an .npz with x (dense, N × features) or x_indptr, x_indices, x_data, x_shape (CSR)
     textdir   a .txt file or a folder of them (searched recursively), keras-tokenized with the saved word index
-    imagedir  an image file or a folder of them (searched recursively): grayscale, resized to the run's
-              image_size, normalized with the saved training mean / std
+    imagedir  an image file or a folder of them (searched recursively): 8-bit grayscale by the one rule training
+              used (data.images.to_gray8), resized to the run's image_size, normalized with the saved training
+              mean / std; inverted (255 - pixel) only when asked (predict --invert)
+
+Text files are read by the one rule of text inputs (lit_regularize.textio: UTF-8, undecodable bytes replaced and
+counted in a warning line), as training read them.
 """
 from __future__ import annotations
 
 import os
 import zipfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -27,6 +31,7 @@ from torch.utils.data import Dataset
 
 from lit_regularize.config import data_kind
 from lit_regularize.errors import DataError
+from lit_regularize.oserrors import os_reason
 from lit_regularize.rundir import RunDir
 
 Reader = Callable[[str], tuple[list[str], Dataset]]
@@ -55,7 +60,7 @@ def files_of(item: str | os.PathLike, suffixes: tuple[str, ...], what: str) -> l
         files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in suffixes
                        and not any(part.startswith(".") for part in f.relative_to(p).parts))
     except OSError as e:
-        raise DataError(f"{p}: cannot list ({e.strerror})") from None
+        raise DataError(f"{p}: cannot list ({os_reason(e)})") from None
     if not files:
         raise DataError(f"{p}: empty folder (no {what} files: {', '.join(suffixes)})")
     return files
@@ -213,8 +218,9 @@ def text_reader(rundir: RunDir, num_words: int, dense: bool) -> Reader:
 
 # -- imagedir ---------------------------------------------------------------------------------------------
 
-def image_reader(rundir: RunDir) -> Reader:
-    """Image files (or folders of them) decoded, resized and normalized as the run's training images."""
+def image_reader(rundir: RunDir, invert: bool = False) -> Reader:
+    """Image files (or folders of them) decoded, resized and normalized as the run's training images; invert:
+    255 - pixel (asked for by predict --invert)."""
     from lit_regularize.data.imagedir import IMAGE_SUFFIXES, read_image
     from lit_regularize.data.mnist import ImageDataset
 
@@ -227,18 +233,51 @@ def image_reader(rundir: RunDir) -> Reader:
     def read(item: str) -> tuple[list[str], Dataset]:
         files = files_of(item, IMAGE_SUFFIXES, "image")
         images = np.stack([read_image(f, size) for f in files])
+        if invert:
+            images = 255 - images
         ds = ImageDataset(torch.from_numpy(images), torch.zeros(len(files), dtype=torch.long), None, mean, std)
         return file_names(item, files), ds
 
     return read
 
 
-def reader(rundir: RunDir, settings: dict[str, Any], n_features: int) -> tuple[Reader, list[str]]:
-    """(the input reader, the class names) of an own-data run; a missing or damaged artifact is one DataError."""
-    kind = data_kind(str(settings["data"]))
+def saved_classes(rundir: RunDir) -> list[str]:
+    """The class names an own-data run saved (classes.json); missing or malformed is one DataError."""
     names = rundir.read_artifact("classes.json")
     if not isinstance(names, list) or len(names) < 2 or not all(isinstance(n, str) for n in names):
         raise DataError(f"{rundir.path / 'classes.json'}: expected a list of two or more class names")
+    return names
+
+
+def saved_width(rundir: RunDir, settings: dict[str, Any]) -> tuple[Optional[int], str]:
+    """(the input width an own-data run's settings and artifacts fix, what fixes it); (None, "") for npz, whose
+    width only the training file said."""
+    kind = data_kind(str(settings["data"]))
+    if kind == "textdir":
+        return int(settings["num_words"]), f"num_words {settings['num_words']}"
+    if kind == "csv":
+        spec = rundir.read_artifact("preprocessing.json")
+        try:
+            return int(spec["n_features"]), f"{spec['n_features']} columns in preprocessing.json"
+        except (KeyError, TypeError, ValueError):
+            raise DataError(f"{rundir.path / 'preprocessing.json'}: not the preprocessing a CSV run saves") from None
+    if kind == "imagedir":
+        spec = rundir.read_artifact("normalization.json")
+        try:
+            size = int(spec["image_size"])
+        except (KeyError, TypeError, ValueError):
+            raise DataError(f"{rundir.path / 'normalization.json'}: not the normalization an image run "
+                            "saves") from None
+        return size * size, f"{size}x{size} images in normalization.json"
+    return None, ""
+
+
+def reader(rundir: RunDir, settings: dict[str, Any], n_features: int,
+           invert: bool = False) -> tuple[Reader, list[str]]:
+    """(the input reader, the class names) of an own-data run; a missing or damaged artifact is one DataError.
+    invert: image runs' inputs become 255 - pixel."""
+    kind = data_kind(str(settings["data"]))
+    names = saved_classes(rundir)
     dense = settings.get("input_format") == "dense"
     if kind == "csv":
         read = csv_reader(rundir)
@@ -247,11 +286,11 @@ def reader(rundir: RunDir, settings: dict[str, Any], n_features: int) -> tuple[R
     elif kind == "textdir":
         read = text_reader(rundir, int(settings["num_words"]), dense)
     elif kind == "imagedir":
-        read = image_reader(rundir)
+        read = image_reader(rundir, invert)
     else:
         raise DataError(f"{rundir.path}: the run's config names no known dataset (data: {settings['data']!r})")
     return read, names
 
 
 __all__ = ["reader", "csv_reader", "npz_reader", "text_reader", "image_reader", "files_of", "row_names", "file_names",
-           "Reader"]
+           "saved_classes", "saved_width", "Reader"]

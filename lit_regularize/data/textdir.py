@@ -44,11 +44,16 @@ class TextDir(NamedTuple):
 
 
 def read_text(path: Path) -> str:
-    """A text file as UTF-8 (undecodable bytes replaced)."""
+    """A text file by the one rule of text inputs (lit_regularize.textio: UTF-8, undecodable bytes replaced and
+    counted in one warning line naming the file); used at training and by predict alike."""
+    from lit_regularize.oserrors import os_reason
+    from lit_regularize.textio import decode_text
+
     try:
-        return path.read_bytes().decode("utf-8", errors="replace")
+        raw = path.read_bytes()
     except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+        raise DataError(f"{path}: cannot read ({os_reason(e)})") from None
+    return decode_text(raw, str(path))
 
 
 @functools.lru_cache(maxsize=4)

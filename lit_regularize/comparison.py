@@ -14,18 +14,20 @@ from __future__ import annotations
 
 import difflib
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import yaml
 
-from lit_regularize.config import (DISPLAY_ONLY, FIELDS, Config, check_keys, configs_dir, load_yaml, make_config,
+from lit_regularize.config import (FIELDS, display_only, Config, check_keys, configs_dir, load_yaml, make_config,
                                    preset_defaults)
 from lit_regularize.errors import ConfigError, UserError
 from lit_regularize.files import write_json
 from lit_regularize.summary import RunSummary
 from lit_regularize.tables import csv_text, fmt, markdown, mean_std, write_text
+from lit_regularize.writable import check_writable
 # Settings that decide which examples train and validate: they must not differ inside a study.
 SPLIT_KEYS = ("data", "seed", "train_size", "val_size", "val_on_test", "n_per_class", "kfold", "fold")
 FIGURES = {"curves": "curves.png", "weights": "weights.png", "sparsity": "sparsity.png"}
@@ -154,7 +156,7 @@ def finished_run(cfg: Config) -> Optional[RunSummary]:
 
 
 def _identity(config: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if k not in DISPLAY_ONLY}
+    return {k: v for k, v in config.items() if k not in display_only()}
 
 
 def run_study(configs: Mapping[str, Sequence[Config]], rerun: bool = False,
@@ -317,21 +319,54 @@ def compare(study: Optional[str] = None, runs: Sequence[str | Path] = (), out: s
     if runs and fixed:
         flag = "--" + next(iter(fixed)).replace("_", "-")
         raise UserError(f"{flag}: settings apply to a study's runs, not to --runs")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a folder")
     if study:
-        s = load_study(study)
-        groups = run_study(study_configs(s, dict(fixed or {}), seeds, out / "logs"), rerun, log)
-        title = s.title
-        data = sorted({r.config["data"] for runs_ in groups.values() for r in runs_})
-        if any(m.get("data") not in data for m in s.members.values()):  # e.g. --data fashion_mnist
-            title += f" [data: {', '.join(data)}]"
-    else:
-        groups = read_runs(runs)
-        title = "comparison of " + ", ".join(groups)
+        return compare_study(load_study(study), out, fixed, seeds, rerun, log)
+    out = checked_out(out)
+    groups = read_runs(runs)
+    title = "comparison of " + ", ".join(groups)
+    data = datasets(groups)
+    if len(data) > 1:  # one table and one figure of losses on different data: say so, and in the title
+        print(f"warning: --runs mix datasets ({', '.join(data)}): their losses and accuracies are not "
+              "comparable across datasets", file=sys.stderr)
+        title += f" [data: {', '.join(data)}]"
     return report(groups, out, title)
 
 
-__all__ = ["Study", "available_studies", "load_study", "study_configs", "varying_keys", "run_study",
-           "read_runs", "run_row", "markdown_table", "csv_table", "report", "compare"]
+def compare_study(study: Study, out: str | Path = "compare", fixed: Optional[Mapping[str, Any]] = None,
+                  seeds: int = 1, rerun: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every member of a study over `seeds` seeds (logged under out/logs) and write the report into out."""
+    out = checked_out(out)
+    groups = run_study(study_configs(study, dict(fixed or {}), seeds, out / "logs"), rerun, log)
+    title = study.title
+    data = datasets(groups)
+    if any(m.get("data") not in data for m in study.members.values()):  # e.g. --data fashion_mnist
+        title += f" [data: {', '.join(data)}]"
+    return report(groups, out, title)
+
+
+def checked_out(out: str | Path) -> Path:
+    """--out as a folder that can be written, checked before any run trains (the report goes there at the end)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder")
+    check_writable(out, "--out")
+    return out
+
+
+def study_from_members(name: str, members: Mapping[str, Mapping[str, Any]], title: str = "") -> Study:
+    """A study given as label -> settings (the Python API's `compare({...})`), checked like a study YAML."""
+    if not members:
+        raise ConfigError("a comparison needs at least one run (label -> settings)")
+    resolved = {str(label): _settings(dict(spec or {}), f"compare(): run {label!r}") for label, spec in members.items()}
+    _check_same_split(resolved, "compare()")
+    return Study(name=name, title=title or f"{name}: {' / '.join(resolved)}", path=Path("compare()"),
+                 members=resolved)
+
+
+def datasets(groups: Groups) -> list[str]:
+    """The --data of every run compared, sorted, each once."""
+    return sorted({str((s.config or {}).get("data")) for runs in groups.values() for s in runs})
+
+
+__all__ = ["compare_study", "study_from_members", "checked_out", "Study", "available_studies", "load_study", "study_configs", "varying_keys", "run_study",
+           "read_runs", "run_row", "markdown_table", "csv_table", "report", "compare", "datasets"]

@@ -20,9 +20,9 @@ import pytorch_lightning as pl
 from lit_regularize.config import Config, make_config
 from lit_regularize.errors import RunInterrupted, UserError
 from lit_regularize.summary import RunSummary
-from lit_regularize.sweep.space import parse_space, suggest
-from lit_regularize.sweep.storage import already_requeued
-from lit_regularize.sweep.study import Sweep
+from lit_regularize.sweeps.space import parse_space, suggest
+from lit_regularize.sweeps.storage import already_requeued
+from lit_regularize.sweeps.study import Sweep
 
 
 # Set by a worker's SIGTERM handler outside run() (e.g. its sweep process died): the trial is interrupted at the next

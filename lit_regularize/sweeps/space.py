@@ -54,47 +54,64 @@ def load_space(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def parse_space(raw: Mapping[str, Any], source: str = "--space") -> list[Param]:
-    """Params in file order; conditions may only refer to earlier categorical params and their choices."""
+    """Params in file order; conditions may only refer to earlier categorical params and their choices.
+
+    A regularizer's strength the space does not mention is sampled from the regularizer's own `search` entry
+    whenever `reg` picks a preset that switches it on: adding a regularizer to a sweep is one more `reg` choice."""
     check_keys(raw, source)
     params: dict[str, Param] = {}
     for name, spec in raw.items():
-        def bad(msg: str) -> None:
-            raise ConfigError(f"{source}: {name}: {msg}")
-        if not isinstance(spec, dict):
-            params[name] = Param(name, "fixed", value=spec)
-            continue
-        unknown = set(spec) - SPACE_KEYS
-        if unknown:
-            bad(f"unknown key(s) {', '.join(sorted(unknown))}")
-        kind = spec.get("type")
-        if kind not in ("int", "float", "categorical"):
-            bad(f"type must be int, float or categorical, got {kind!r}")
-        when = []
-        for other, values in (spec.get("when") or {}).items():
-            values = values if isinstance(values, list) else [values]
-            if other not in params or params[other].kind != "categorical":
-                bad(f"when: {other!r} must be a categorical parameter listed above it")
-            if not set(values) <= set(params[other].choices):
-                bad(f"when: {values} are not all choices of {other!r}")
-            when.append((other, tuple(values)))
-        if kind == "categorical":
-            choices = spec.get("choices")
-            if not isinstance(choices, list) or not choices:
-                bad("categorical needs a non-empty list of choices")
-            params[name] = Param(name, kind, choices=tuple(choices), when=tuple(when))
-            continue
-        low, high, log = spec.get("low"), spec.get("high"), bool(spec.get("log", False))
-        number = int if kind == "int" else (int, float)
-        if not (isinstance(low, number) and isinstance(high, number)) or isinstance(low, bool) or low >= high:
-            what = "integers" if kind == "int" else "numbers"
-            bad(f"needs numeric low < high ({what}), got {low!r}, {high!r}")
-        if log and low <= 0:
-            bad(f"log scale needs low > 0, got {low}")
-        params[name] = Param(name, kind, float(low) if kind == "float" else low,
-                             float(high) if kind == "float" else high, log, when=tuple(when))
+        params[name] = _param(name, spec, params, f"{source}: {name}")
+    reg = params.get("reg")
+    if reg is not None and reg.kind == "categorical":
+        from lit_regularize.regularizers import search_entries
+
+        for choice in reg.choices:
+            for name, spec in search_entries(str(choice)).items():
+                if name in raw:
+                    continue
+                users = tuple(c for c in reg.choices if name in search_entries(str(c)))
+                params.setdefault(name, _param(name, {**spec, "when": {"reg": list(users)}}, params,
+                                               f"{source}: {name} (the {choice} regularizer's search entry)"))
     if not any(p.searched for p in params.values()):
         raise ConfigError(f"{source}: the search space is empty (no parameter has a type); nothing to search")
     return list(params.values())
+
+
+def _param(name: str, spec: Any, earlier: Mapping[str, Param], where: str) -> Param:
+    """One parameter of a space (a plain value is fixed)."""
+    def bad(msg: str) -> None:
+        raise ConfigError(f"{where}: {msg}")
+    if not isinstance(spec, dict):
+        return Param(name, "fixed", value=spec)
+    unknown = set(spec) - SPACE_KEYS
+    if unknown:
+        bad(f"unknown key(s) {', '.join(sorted(unknown))}")
+    kind = spec.get("type")
+    if kind not in ("int", "float", "categorical"):
+        bad(f"type must be int, float or categorical, got {kind!r}")
+    when = []
+    for other, values in (spec.get("when") or {}).items():
+        values = values if isinstance(values, list) else [values]
+        if other not in earlier or earlier[other].kind != "categorical":
+            bad(f"when: {other!r} must be a categorical parameter listed above it")
+        if not set(values) <= set(earlier[other].choices):
+            bad(f"when: {values} are not all choices of {other!r}")
+        when.append((other, tuple(values)))
+    if kind == "categorical":
+        choices = spec.get("choices")
+        if not isinstance(choices, list) or not choices:
+            bad("categorical needs a non-empty list of choices")
+        return Param(name, kind, choices=tuple(choices), when=tuple(when))
+    low, high, log = spec.get("low"), spec.get("high"), bool(spec.get("log", False))
+    number = int if kind == "int" else (int, float)
+    if not (isinstance(low, number) and isinstance(high, number)) or isinstance(low, bool) or low >= high:
+        what = "integers" if kind == "int" else "numbers"
+        bad(f"needs numeric low < high ({what}), got {low!r}, {high!r}")
+    if log and low <= 0:
+        bad(f"log scale needs low > 0, got {low}")
+    return Param(name, kind, float(low) if kind == "float" else low, float(high) if kind == "float" else high, log,
+                 when=tuple(when))
 
 
 def check_space(space: Sequence[Param], fixed: Mapping[str, Any], source: str = "--space") -> None:

@@ -1,7 +1,8 @@
 """What a study shows people: one line per finished trial, the leaderboard, figures, warnings and report.md.
 
-Validation numbers only, except the refit of the best trial (--refit-best), the study's single, final look at
-the test set, shown as such. Tables go through `lit_regularize.tables`; figures use matplotlib's Agg canvas.
+Validation numbers only, except the refit of the best trial (--refit-best), the study's look at the test set,
+shown as such and counted: a second refit is shown as the 2nd look, no longer an untouched estimate. Tables go
+through `lit_regularize.tables`; figures use matplotlib's Agg canvas.
 """
 from __future__ import annotations
 
@@ -18,14 +19,15 @@ from optuna.trial import FrozenTrial, TrialState
 
 from lit_regularize.config import flag, make_config, minimal_overrides
 from lit_regularize.errors import ConfigError
-from lit_regularize.sweep.space import edge_of_range, parse_space
-from lit_regularize.sweep.storage import shown_url
-from lit_regularize.sweep.study import COUNTED, METRIC, best_trial, counted, state_counts
+from lit_regularize.regularizers import presets as regularizer_presets, search_entries, strengths as regularizer_strengths
+from lit_regularize.sweeps.space import edge_of_range, parse_space
+from lit_regularize.sweeps.storage import shown_url
+from lit_regularize.sweeps.study import (COUNTED, METRIC, best_trial, counted, looks_at_test_set, ordinal,
+                                        state_counts)
 from lit_regularize.tables import csv_text, fmt, markdown, write_text
 
 MIN_TRIALS_FOR_IMPORTANCE = 10
 TOP_CURVES = 5
-STRENGTHS = {"l1": ("l1", "l1_l2"), "l2": ("l2", "l1_l2"), "dropout": ("dropout",)}  # panel -> regs with it
 FIGURES = ("landscape.png", "curves.png", "history.png", "importances.png")
 
 
@@ -168,19 +170,22 @@ def landscape_figure(study: optuna.Study) -> Any:
     # a linear colour scale: val losses span far less than a decade, where a log bar's labels read 6.05×10⁻¹
     norm = colors.Normalize(min(values or [0]), max(values or [1]) + 1e-12)
     cmap = cm.get_cmap("viridis_r") if hasattr(cm, "get_cmap") else __import__("matplotlib").colormaps["viridis_r"]
-    panels = [name for name, regs in STRENGTHS.items() if any(t.user_attrs["config"]["reg"] in regs for t in trials)]
+    strengths = regularizer_strengths()  # panel (a searched strength) -> the presets that switch it on
+    panels = [name for name, regs in strengths.items() if any(t.user_attrs["config"]["reg"] in regs for t in trials)]
     panels = panels or ["l2"]
     fig, axes = _figure(len(panels))
     best = best_trial(study)
     none = [t for t in trials if t.user_attrs["config"]["reg"] == "none"]
+    # presets that switch on several searched strengths (l1_l2) are drawn as squares in each of their panels
+    combined = {p for p, v in regularizer_presets().items() if len(set(v) & set(strengths)) > 1}
     for ax, name in zip(axes, panels):
-        mine = [t for t in trials if t.user_attrs["config"]["reg"] in STRENGTHS[name]
+        mine = [t for t in trials if t.user_attrs["config"]["reg"] in strengths[name]
                 and t.user_attrs["config"][name] > 0]
         ys = [t.user_attrs["config"][name] for t in mine]
         floor = (min(ys) if ys else 1e-3) / 4
         for t in mine:
             c, y = t.user_attrs["config"], t.user_attrs["config"][name]
-            marker = "s" if c["reg"] == "l1_l2" else "o"
+            marker = "s" if c["reg"] in combined else "o"
             if t.state != TrialState.COMPLETE:
                 ax.scatter(c["hidden"], y, marker=marker, facecolors="none", edgecolors="0.6", s=30)
             else:
@@ -205,11 +210,13 @@ def landscape_figure(study: optuna.Study) -> Any:
         # unit counts as plain numbers (not 8×10⁰); minor ticks labelled only where the range is narrow
         ax.xaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
         ax.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.5)))
-        linear = name == "dropout"  # a rate in (0, 1), searched on a linear scale; penalties span decades
+        # a rate such as dropout's is searched on a linear scale; penalties span decades
+        linear = not any(search_entries(p).get(name, {}).get("log") for p in strengths[name])
         ax.set_yscale("linear" if linear else "log")
         ax.set_xlabel("hidden units (log)")
-        ax.set_ylabel("dropout rate" if linear else f"{name} strength (log)")
-        ax.set_title(f"reg {name}" + (" (squares: l1_l2)" if name != "dropout" else ""))
+        ax.set_ylabel(f"{name} rate" if linear else f"{name} strength (log)")
+        squares = sorted(combined & set(strengths[name]))
+        ax.set_title(f"reg {name}" + (f" (squares: {', '.join(squares)})" if squares else ""))
         ax.grid(alpha=0.3, which="both")
     sm = cm.ScalarMappable(norm=norm, cmap=cmap)
     sm.set_array(np.array(values or [0.0]))
@@ -331,14 +338,16 @@ def report_markdown(study: optuna.Study, rows: list[dict[str, Any]], params: Seq
         lines += [f"**Best trial {best.number}**: {METRIC} {fmt(best.value)}, val acc {fmt(u.get('val_acc'))}, "
                   f"best epoch {fmt(u.get('best_epoch'))} of {fmt(u.get('epochs_run'))} run; params "
                   f"`{_params(best.params)}`; run folder `{u.get('run_dir')}`.", ""]
-    refit = study.user_attrs.get("refit")
-    lines += ["## Final untouched test estimate", ""]
+    looks = looks_at_test_set(study)
+    refit = looks[-1] if looks else None
+    lines += ["## Final untouched test estimate" if len(looks) < 2 else
+              f"## Test estimate ({ordinal(len(looks))} look at the test set)", ""]
     if refit:
         what = ("trained on the trial's training and validation examples together" if refit["mode"] == "all"
                 else "the same training examples, best-epoch weights")
         lines += [f"Refit of trial {refit['trial']} ({what}, {refit['epochs']} epochs): **test acc "
-                  f"{fmt(refit['test_acc'])}**, test loss {fmt(refit['test_loss'])}. This is the only time the "
-                  f"study touched the test set. Run folder `{refit['run_dir']}`.", ""]
+                  f"{fmt(refit['test_acc'])}**, test loss {fmt(refit['test_loss'])}. {_look_note(looks)} "
+                  f"Run folder `{refit['run_dir']}`.", ""]
     else:
         lines += ["None yet: run the sweep again with `--refit-best` (or `--refit-best all`) to test the best "
                   "trial once.", ""]
@@ -358,6 +367,16 @@ def report_markdown(study: optuna.Study, rows: list[dict[str, Any]], params: Seq
               "lowest it reported before it was stopped)", "",
               markdown(leaderboard_columns(params), rows)]
     return "\n".join(lines)
+
+
+def _look_note(looks: Sequence[Mapping[str, Any]]) -> str:
+    """What the latest refit's test numbers are worth, given how often the study looked at the test set."""
+    if len(looks) < 2:
+        return "This is the only time the study touched the test set."
+    earlier = "; ".join(f"{ordinal(i + 1)}: trial {r['trial']}, test acc {fmt(r['test_acc'])}"
+                        for i, r in enumerate(looks[:-1]))
+    return (f"This is the study's {ordinal(len(looks))} look at the test set ({earlier}): the estimate is no longer "
+            "untouched, and choosing between looks would tune on the test set.")
 
 
 def dashboard_hint(url: str) -> str:

@@ -1,5 +1,5 @@
 """Worker processes on this machine: placements (one GPU each, CPU cores split), launching
-`python -m lit_regularize.sweep.workers`, stopping them, and failing + retrying the trials of dead workers.
+`python -m lit_regularize.sweeps.workers`, stopping them, and failing + retrying the trials of dead workers.
 
 A worker dies with the sweep process that started it (Linux parent-death signal, and a watcher thread that
 notices a changed parent pid), so a SIGKILLed sweep leaves no orphans; their RUNNING trials are failed and queued
@@ -25,9 +25,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from lit_regularize.errors import ConfigError
-from lit_regularize.sweep.objective import IN_TRIAL, STOP, machine_id, make_objective
-from lit_regularize.sweep.storage import fail_and_retry
-from lit_regularize.sweep.study import Sweep, counted
+from lit_regularize.sweeps.objective import IN_TRIAL, STOP, machine_id, make_objective
+from lit_regularize.sweeps.storage import fail_and_retry
+from lit_regularize.sweeps.study import Sweep, counted
 
 PR_SET_PDEATHSIG = 1
 PARENT_POLL_S = 1.0
@@ -124,7 +124,7 @@ def run_worker(sweep: Sweep, index: int = 0, threads: Optional[int] = None,
     import torch
 
     from lit_regularize.run import quiet_lightning
-    from lit_regularize.sweep.report import print_trial
+    from lit_regularize.sweeps.report import print_trial
 
     if threads:
         torch.set_num_threads(threads)
@@ -189,7 +189,7 @@ def _on_int_worker(signum: int, frame: Any) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry of a worker process: python -m lit_regularize.sweep.workers SWEEP_JSON INDEX THREADS PARENT_PID."""
+    """Entry of a worker process: python -m lit_regularize.sweeps.workers SWEEP_JSON INDEX THREADS PARENT_PID."""
     from lit_regularize.errors import RunInterrupted, UserError
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -212,7 +212,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def worker_command(sweep: Sweep, index: int, place: Placement) -> list[str]:
     """The worker's command line (the installed package; no PYTHONPATH is set)."""
-    return [sys.executable, "-m", "lit_regularize.sweep.workers", json.dumps(dataclasses.asdict(sweep)),
+    return [sys.executable, "-m", "lit_regularize.sweeps.workers", json.dumps(dataclasses.asdict(sweep)),
             str(index), str(place.threads), str(os.getpid())]
 
 

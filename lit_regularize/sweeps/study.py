@@ -6,22 +6,24 @@ import dataclasses
 import logging
 import re
 import warnings
+from pathlib import Path
 from typing import Any, Optional
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from lit_regularize.config import DISPLAY_ONLY, FIELDS, Config, flag, make_config
+from lit_regularize.config import FIELDS, Config, flag, harmless, make_config
 from lit_regularize.errors import ConfigError
-from lit_regularize.sweep.space import parse_space, space_difference
-from lit_regularize.sweep.storage import local_file, make_pruner, make_sampler, open_storage
+from lit_regularize.files import read_json, write_json
+from lit_regularize.sweeps.space import parse_space, space_difference
+from lit_regularize.sweeps.storage import local_file, make_pruner, make_sampler, open_storage, shown_url
 
 METRIC = "val/loss"
 # --n-trials counts finished trials; failed ones do not count because they are retried
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-# Fixed settings a resumed study may change: they change neither the data, the model nor the training.
-HARMLESS = (*DISPLAY_ONLY, "accelerator", "devices", "data_dir", "histogram_every", "logdir", "kfold_workers")
+# <logdir>/<study>/study.json: the storage whose study owns the folder's trial_*, refit_* and report/
+STUDY_MARK = "study.json"
 
 
 def quiet_optuna() -> None:
@@ -83,6 +85,37 @@ class Sweep:
         """Names of the searched parameters."""
         return [p.name for p in parse_space(self.space) if p.searched]
 
+    @property
+    def folder(self) -> Path:
+        """<logdir>/<study>: the trials' run folders, the refits and the report."""
+        return Path(self.base.logdir) / self.study_name
+
+    def folder_owner(self) -> Optional[str]:
+        """The storage (password masked) recorded in the study folder, None if none is (or it is unreadable)."""
+        mark = self.folder / STUDY_MARK
+        try:
+            owner = read_json(mark).get("storage") if mark.is_file() else None
+        except (OSError, ValueError, AttributeError):
+            return None  # damaged: mark_folder records it again
+        return owner if isinstance(owner, str) else None
+
+    def check_folder(self) -> None:
+        """Refuse a study folder that another storage's study of the same name already writes in.
+
+        Two storages with one --study-name and --logdir would mix their trial_* folders and overwrite each other's
+        report/: the folder records its storage (STUDY_MARK) when its study first runs."""
+        owner = self.folder_owner()
+        if owner is not None and owner != shown_url(self.storage):
+            raise ConfigError(f"--study-name {self.study_name}: {self.folder} holds the runs of study "
+                              f"{self.study_name} in storage {owner}, not {shown_url(self.storage)}; use another "
+                              f"--study-name or --logdir (or delete {self.folder / STUDY_MARK} if that storage "
+                              "moved here)")
+
+    def mark_folder(self) -> None:
+        """Record the storage that owns the study folder (check_folder refuses any other)."""
+        if self.folder_owner() is None:
+            write_json(self.folder / STUDY_MARK, {"study": self.study_name, "storage": shown_url(self.storage)})
+
     def exists(self) -> bool:
         """Whether the study is already in its storage (never creates a storage file)."""
         path = local_file(self.storage)
@@ -141,7 +174,7 @@ class Sweep:
 def changed_settings(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """(name, old, new) of the resolved fixed settings that differ, harmless ones left out."""
     a, b = make_config(old).to_dict(), make_config(new).to_dict()
-    return [(k, a[k], b[k]) for k in a if a[k] != b[k] and k not in HARMLESS and k != "name"]
+    return [(k, a[k], b[k]) for k in a if a[k] != b[k] and k not in harmless() and k != "name"]
 
 
 def counted(study: optuna.Study) -> int:
@@ -164,12 +197,13 @@ def best_trial(study: optuna.Study) -> Optional[FrozenTrial]:
 
 
 def refit_best(study: optuna.Study, mode: str = "holdout") -> dict[str, Any]:
-    """Retrain the best trial's config with its seed and test it: the study's single look at the test set.
+    """Retrain the best trial's config with its seed and test it: a look at the test set, counted (the first is the
+    untouched estimate; looks_at_test_set lists them all).
 
     holdout: the same training examples and epochs (early stopping on the same validation set), best weights
     tested. all: `kfold.refit_config`: the trial's training and validation examples together (k-fold: the whole
     pool), for the trial's best (k-fold: chosen) epoch count, last weights tested. Recorded in the study's
-    user attrs as 'refit' so the report shows it."""
+    user attrs as 'refit' (the latest, with its 'look' number) and 'refits' (every look) so the report shows them."""
     from lit_regularize.kfold import refit_config
     from lit_regularize.run import run
 
@@ -192,12 +226,28 @@ def refit_best(study: optuna.Study, mode: str = "holdout") -> dict[str, Any]:
         summary = run(cfg.replace(name=name), hparam_keys=searched)
         which = "best"
     test = (summary.test or {})[which]
+    earlier = looks_at_test_set(study)
     result = {"trial": best.number, "mode": mode, "epochs": summary.epochs_run, "run_dir": str(summary.run_dir),
               "test_loss": test["loss"], "test_acc": test["acc"], "weights": which,
-              "val_loss": summary.best_val_loss, "trial_val_loss": best.value}
+              "val_loss": summary.best_val_loss, "trial_val_loss": best.value, "look": len(earlier) + 1}
+    study.set_user_attr("refits", earlier + [result])
     study.set_user_attr("refit", result)
     return result
 
 
-__all__ = ["Sweep", "METRIC", "COUNTED", "STUDY_NAME", "HARMLESS", "quiet_optuna", "changed_settings", "counted",
-           "state_counts", "best_trial", "refit_best"]
+def looks_at_test_set(study: optuna.Study) -> list[dict[str, Any]]:
+    """Every refit that tested on the test set so far, in order ('look' 1, 2, …); the study's test-set looks."""
+    looks = study.user_attrs.get("refits")
+    if looks is None:  # a study refitted before looks were counted recorded only its last refit
+        looks = [{**study.user_attrs["refit"], "look": 1}] if study.user_attrs.get("refit") else []
+    return list(looks)
+
+
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, …, 11th, 12th, 13th, 21st."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+__all__ = ["Sweep", "METRIC", "COUNTED", "STUDY_NAME", "STUDY_MARK", "quiet_optuna", "changed_settings",
+           "counted", "state_counts", "best_trial", "refit_best", "looks_at_test_set", "ordinal"]
