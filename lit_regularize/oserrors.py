@@ -18,10 +18,8 @@ def errno_of(e: BaseException) -> Optional[int]:
 
 
 def is_disk_full(e: BaseException) -> bool:
-    """Whether e says the disk (or the user's quota) is full."""
-    from lit_regularize.files import DiskFull
-
-    return isinstance(e, DiskFull) or errno_of(e) in DISK_FULL_ERRNOS
+    """Whether e says the disk (or the user's quota) is full (lit_regularize.files.DiskFull says so by its reason)."""
+    return getattr(e, "reason", None) == "disk_full" or errno_of(e) in DISK_FULL_ERRNOS
 
 
 def os_reason(e: OSError) -> str:

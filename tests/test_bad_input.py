@@ -328,6 +328,7 @@ def fit_process(args: list[str], tmp_path: Path, prelude: str = "") -> subproces
                           cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
 
 
+@pytest.mark.slow  # a real python process
 def test_bad_data_file_process_exits_2_without_traceback(tmp_path, base):
     data = tmp_path / "bad"
     data.mkdir()
@@ -347,6 +348,10 @@ def test_a_real_bug_keeps_its_traceback(tmp_path, base, monkeypatch):
     monkeypatch.setattr(RegularizedMLP, "training_step", broken_step)
     with pytest.raises(RuntimeError, match="a bug in training_step"):
         fit.main(flags(base))
+
+
+@pytest.mark.slow  # a real python process
+def test_a_real_bug_keeps_its_traceback_in_a_real_process(tmp_path, base):
     # whole process: exit 1 and the full traceback on stderr
     prelude = ("from lit_regularize.model import RegularizedMLP; "
                "RegularizedMLP.training_step = lambda self, b, i: 1 / 0; ")

@@ -104,6 +104,7 @@ def test_mnist_section_times_lit_loop_and_notebook_variants(mnist_dir, capsys):
         "median_epoch_s"]
 
 
+@pytest.mark.slow  # sweep and peer subprocesses
 def test_sweep_section_runs_lit_sweep_and_the_peer_and_counts_epochs(imdb_dir, peers, capsys, monkeypatch):
     monkeypatch.setattr(sweep, "SWEEP_ARGS", [*sweep.SWEEP_ARGS, "--val-size", "60", "--batch-size", "32",
                                               "--num-words", "40"])

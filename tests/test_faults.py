@@ -217,6 +217,7 @@ def test_resume_matches_an_uninterrupted_run(resume_setup, mid_epoch):
 
 # -- signals to a real fit.py process --------------------------------------------------------------------------
 
+@pytest.mark.slow  # real fit processes, signalled
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_during_fit_leaves_a_resumable_run(quick, sig):
     over = {**quick, "reg": "dropout", "max_epochs": 100000, "early_stopping": False, "deterministic": True,

@@ -121,6 +121,7 @@ def test_help_lists_every_flag():
         assert flag in out.stdout, flag
 
 
+@pytest.mark.slow  # a real python process
 def test_missing_data_is_one_line_and_nonzero_exit(tmp_path):
     out = subprocess.run([sys.executable, "-m", "lit_regularize", "fit", "--data-dir", str(tmp_path / "none"),
                           "--logdir", str(tmp_path / "logs")], capture_output=True, text=True, timeout=120,

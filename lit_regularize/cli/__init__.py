@@ -12,6 +12,7 @@ COMMANDS = {
     "compare": ("lit_regularize.cli.compare", "run a comparison study, or compare finished runs: figures + tables"),
     "predict": ("lit_regularize.cli.predict:main", "predict new reviews or images with a trained run"),
     "export": ("lit_regularize.cli.predict:export_main", "export a trained run as TorchScript or ONNX"),
+    "reproduce": ("lit_regularize.cli.reproduce", "the notebooks' experiments with seeds: one HTML page + Markdown"),
     "bench": ("lit_regularize.bench", "time epochs and sweeps beside the peer loops"),
 }
 
