@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 
 _API = ("fit", "compare", "sweep", "load", "Comparison")
 _REGISTRY = ("Regularizer", "register_regularizer")
-__all__ = [*_API, *_REGISTRY, "__version__"]
+__all__ = [*_API, *_REGISTRY, "setting", "__version__"]
 
 
 def __getattr__(name: str):  # noqa: ANN202 - PEP 562: the API's torch imports happen on first use only
@@ -30,6 +30,10 @@ def __getattr__(name: str):  # noqa: ANN202 - PEP 562: the API's torch imports h
         from lit_regularize import regularizers
 
         return getattr(regularizers, name)
+    if name == "setting":  # declares a plug-in regularizer's settings
+        from lit_regularize.settings import setting
+
+        return setting
     raise AttributeError(f"module 'lit_regularize' has no attribute {name!r}")
 
 

@@ -12,7 +12,6 @@ an exception (`lit_regularize.errors.ConfigError`, `DataError`: both `UserError`
 """
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
@@ -27,24 +26,31 @@ def fit(**overrides: Any) -> RunSummary:
     """Train one model (or K folds and a refit with kfold=K) as `lit-regularize fit` does; returns its summary."""
     from lit_regularize.run import quiet_lightning, run
 
+    from lit_regularize.callbacks import epoch_lines
+
     cfg = make_config(overrides, source=_source("fit", overrides))
     quiet_lightning()
-    if cfg.kfold >= 2 and cfg.fold is None:
-        from lit_regularize.kfold import run_kfold
+    with epoch_lines(unless_silenced=True):  # one line per epoch as keras' fit prints (epoch_lines(False): none)
+        if cfg.kfold >= 2 and cfg.fold is None:
+            from lit_regularize.kfold import run_kfold
 
-        return run_kfold(cfg)
-    return run(cfg)
+            return run_kfold(cfg)
+        return run(cfg)
 
 
 @dataclass
 class Comparison:
-    """A comparison's table as data: one row per setting (mean and std over seeds of every number), every run's
-    row, the figures and files written. Shows as a Markdown table in a notebook."""
+    """A comparison as data: `table` one row per setting (n, and mean, std and 95 % CI over seeds of every number),
+    `runs` every run's row, `results` one row per setting and metric against `baseline` (the results.csv rows:
+    paired difference, its 95 % CI, p-values, verdict), the figures and files written. Shows as a Markdown table in
+    a notebook."""
 
     table: list[dict[str, Any]]
     runs: list[dict[str, Any]]
     files: dict[str, str] = field(default_factory=dict)
     markdown: str = ""
+    results: list[dict[str, Any]] = field(default_factory=list)
+    baseline: str = ""
 
     def _repr_markdown_(self) -> str:
         return self.markdown
@@ -56,12 +62,20 @@ class Comparison:
                 return row
         raise KeyError(label)
 
+    def result(self, setting: str, metric: str) -> dict[str, Any]:
+        """The results row of one setting and metric (e.g. 'l2', 'best_val_loss')."""
+        for row in self.results:
+            if row["setting"] == setting and row["metric"] == metric:
+                return row
+        raise KeyError((setting, metric))
+
 
 def compare(study: StudySpec, seeds: int = 1, out: Union[str, Path] = "compare", rerun: bool = False,
-            **fixed: Any) -> Comparison:
+            baseline: Optional[str] = None, **fixed: Any) -> Comparison:
     """Run a comparison study (a shipped name such as 'imdb_penalty', a study YAML, or {label: settings}) with
     `seeds` seeds per setting, as `lit-regularize compare` does; figures and tables are written into `out`.
 
+    Every setting is compared with `baseline` (default: the run named 'none', else the first) over the same seeds.
     `fixed` settings apply to every run (data_dir=..., max_epochs=...). Finished identical runs are reused
     unless rerun=True."""
     from lit_regularize import comparison as comparing
@@ -75,23 +89,32 @@ def compare(study: StudySpec, seeds: int = 1, out: Union[str, Path] = "compare",
     given = dict(fixed)
     if given:
         make_config({**next(iter(spec.members.values())), **given}, source=_source("compare", given))
-    result = comparing.compare_study(spec, out, given, seeds, rerun)
+    result = comparing.compare_study(spec, out, given, seeds, rerun, baseline=baseline)
     return Comparison(table=aggregate(result["rows"]), runs=result["rows"], markdown=result["markdown"],
-                      files={**result["figures"], "table_csv": result["table_csv"], "table_md": result["table_md"]})
+                      results=result["results"], baseline=result["baseline"],
+                      files={**result["figures"], "table_csv": result["table_csv"], "table_md": result["table_md"],
+                             "results_csv": result["results_csv"]})
 
 
 def aggregate(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One row per run label: n (seeds), and the mean and sample std of every numeric column."""
+    """One row per run label: n (seeds), and per numeric column its mean, sample std and t-based 95 % CI over the
+    seeds that have a value (`<key>_n` when fewer than n do; std and CI None for a single value)."""
+    from lit_regularize.stats import describe
+
     out = []
     for label in dict.fromkeys(r["run"] for r in rows):
         mine = [r for r in rows if r["run"] == label]
         row: dict[str, Any] = {"run": label, "n": len(mine)}
-        for key in mine[0]:
+        for key in dict.fromkeys(k for r in mine for k in r):
             values = [r.get(key) for r in mine]
-            if key in ("run", "seed", "log_dir") or not all(isinstance(v, (int, float)) for v in values):
-                continue
-            row[f"{key}_mean"] = statistics.fmean(values)
-            row[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+            numeric = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            if key in ("run", "seed", "log_dir") or not numeric or len(numeric) < sum(v is not None for v in values):
+                continue  # not a number column (text, or mixed)
+            spread = describe(numeric)
+            row.update({f"{key}_mean": spread.mean, f"{key}_std": spread.std, f"{key}_ci95_low": spread.low,
+                        f"{key}_ci95_high": spread.high})
+            if spread.n < len(mine):
+                row[f"{key}_n"] = spread.n
         out.append(row)
     return out
 
@@ -99,14 +122,19 @@ def aggregate(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 def sweep(n_trials: int = 20, study_name: Optional[str] = None, storage: Optional[str] = None, workers: int = 1,
           space: Optional[Union[str, Path]] = None, sampler: str = "tpe", pruner: str = "median",
           timeout: Optional[float] = None, report: Optional[Union[str, Path]] = None,
-          refit_best: Optional[str] = None, **fixed: Any) -> Any:
+          refit_best: Optional[str] = None, confirm_top: int = 0, confirm_seeds: int = 3,
+          objectives: Union[str, Sequence[str]] = "val/loss", **fixed: Any) -> Any:
     """An Optuna study over fit's runs, as `lit-regularize sweep` does; returns the optuna.Study (its report is
-    written to <logdir>/<study>/report/, and to `report` too when given). `fixed` settings apply to every trial."""
+    written to <logdir>/<study>/report/, and to `report` too when given). `fixed` settings apply to every trial.
+
+    confirm_top=K, confirm_seeds=N re-train the K best trials with N new seeds each and record the confirmed winner
+    (study.user_attrs["confirm"]); objectives="val/loss,params" makes the parameter count a second objective."""
     from lit_regularize.sweeps.session import SweepRequest, run_sweep
 
     request = SweepRequest(n_trials=n_trials, study_name=study_name, storage=storage, workers=workers,
                            space=None if space is None else str(space), sampler=sampler, pruner=pruner,
                            timeout=timeout, report=None if report is None else str(report), refit_best=refit_best,
+                           confirm_top=confirm_top, confirm_seeds=confirm_seeds, objectives=objectives,
                            fixed=dict(fixed))
     return run_sweep(request, echo=print).study
 

@@ -1,16 +1,19 @@
-"""Callbacks every run uses: per-epoch history (with RNG state for exact resume) and what interrupted a fit."""
+"""Callbacks every run uses: per-epoch history (with RNG state for exact resume), what interrupted a fit, and the
+one line per epoch that fit and compare print."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import random
 import time
-from typing import Any
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from lit_regularize.summary import HISTORY_KEYS as SUMMARY_HISTORY_KEYS, empty_history
+from lit_regularize.summary import HISTORY_KEYS as SUMMARY_HISTORY_KEYS, best_of, empty_history
 
 # history key -> logged metric (train_loss -> train/loss, ...): the summary's per-epoch keys besides epoch and time
 HISTORY_KEYS = {k: k.replace("_", "/", 1) for k in SUMMARY_HISTORY_KEYS if k not in ("epoch", "epoch_time")}
@@ -77,3 +80,59 @@ class InterruptReason(pl.Callback):
         # taken between an epoch's last batch and its validation does not resume at all. The "last"
         # ModelCheckpoint already wrote last.ckpt atomically at the end of the epoch, so --resume is exact.
         self.interrupted_by = type(exception).__name__
+
+
+# Whether runs started now print their epoch lines: None (nobody said) and False mean no. Fit and compare, the entry
+# points that show a run to a person, turn them on unless an enclosing block turned them off; sweep trials, k-fold
+# worker processes (a context does not cross into them) and the benchmark stay quiet without having to ask.
+_EPOCH_LINES: contextvars.ContextVar[Optional[bool]] = contextvars.ContextVar("lit_regularize_epoch_lines",
+                                                                              default=None)
+
+
+@contextlib.contextmanager
+def epoch_lines(on: bool = True, *, unless_silenced: bool = False) -> Iterator[None]:
+    """Within the block, every run() prints one line per epoch (EpochLine), or none with on=False
+    (`with epoch_lines(False): lr.fit(...)`). unless_silenced=True (fit, compare) keeps an enclosing on=False."""
+    token = _EPOCH_LINES.set(on and not (unless_silenced and _EPOCH_LINES.get() is False))
+    try:
+        yield
+    finally:
+        _EPOCH_LINES.reset(token)
+
+
+def printing_epochs() -> bool:
+    """Whether runs started now print their epoch lines (see epoch_lines)."""
+    return bool(_EPOCH_LINES.get())
+
+
+def epoch_line(history: dict[str, list], max_epochs: int) -> str:
+    """The history's last epoch as one keras-style line, marked "(best)" when it is the run's best epoch so far
+    (the one the best checkpoint now holds):
+    `Epoch  3/20 -   1.9s - train/loss: 0.3012 - train/acc: 0.8931 - val/loss: 0.2874 - val/acc: 0.8852 (best)`."""
+    i = len(history["epoch"]) - 1
+    epoch = history["epoch"][i]
+    parts = [f"Epoch {epoch:>{len(str(max_epochs))}}/{max_epochs}", f"{history['epoch_time'][i]:6.1f}s"]
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
+        value = (history.get(key) or [None] * (i + 1))[i]
+        if value is not None:  # no val/ values without a validation set
+            parts.append(f"{HISTORY_KEYS[key]}: {value:.4f}")
+    line = " - ".join(parts)
+    return f"{line} (best)" if best_of(history)[0] == epoch else line
+
+
+class EpochLine(pl.Callback):
+    """Prints epoch_line() at the end of every epoch (rank 0 only): a line that stays, in a terminal (above the
+    live bar), in a log file and under --no-progress. Must come after `history` in the callback list."""
+
+    def __init__(self, history: History) -> None:
+        self.history = history
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero or not self.history.history["epoch"]:
+            return
+        line = epoch_line(self.history.history, trainer.max_epochs)
+        bar = trainer.progress_bar_callback
+        if bar is not None and bar.is_enabled:
+            bar.print(line)  # tqdm.write: the line goes above the live bar instead of through it
+        else:
+            print(line, flush=True)

@@ -25,8 +25,10 @@ from lit_regularize.config import (FIELDS, display_only, Config, check_keys, con
                                    preset_defaults)
 from lit_regularize.errors import ConfigError, UserError
 from lit_regularize.files import write_json
+from lit_regularize.stats import (BASELINE, HELPS, HURTS, METRICS, NO_DIFF, Metric, describe, finite_values,
+                                  overfitting, paired, paired_by_seed, verdict)
 from lit_regularize.summary import RunSummary
-from lit_regularize.tables import csv_text, fmt, markdown, mean_std, write_text
+from lit_regularize.tables import MISSING, csv_text, fmt, interval, markdown, mean_std, p_value, write_text
 from lit_regularize.writable import check_writable
 # Settings that decide which examples train and validate: they must not differ inside a study.
 SPLIT_KEYS = ("data", "seed", "train_size", "val_size", "val_on_test", "n_per_class", "kfold", "fold")
@@ -162,10 +164,12 @@ def _identity(config: Mapping[str, Any]) -> dict[str, Any]:
 def run_study(configs: Mapping[str, Sequence[Config]], rerun: bool = False,
               log: Callable[[str], None] = print) -> Groups:
     """run() every config (reusing completed runs with identical configs unless rerun); label -> summaries."""
+    from lit_regularize.callbacks import epoch_lines
     from lit_regularize.run import run
 
     total = sum(len(v) for v in configs.values())
     groups: Groups = {}
+    shown_models: set[str] = set()  # each distinct model's layer table is printed once, not once per run
     k = 0
     for label, cfgs in configs.items():
         for cfg in cfgs:
@@ -175,7 +179,8 @@ def run_study(configs: Mapping[str, Sequence[Config]], rerun: bool = False,
                 log(f"[{k}/{total}] {cfg.run_name}: reusing {s.run_dir}")
             else:
                 log(f"[{k}/{total}] {cfg.run_name} (seed {cfg.seed}): training up to {cfg.max_epochs} epochs ...")
-                s = run(cfg)
+                with epoch_lines(unless_silenced=True):  # fit's epoch lines (not sweeps, k-fold workers, bench)
+                    s = run(cfg, shown_models=shown_models)
                 log(f"[{k}/{total}] {cfg.run_name}: best epoch {s.best_epoch}, val/loss {fmt(s.best_val_loss)}, "
                     f"{s.epochs_run} epochs, {s.wall_time:.0f} s")
             groups.setdefault(label, []).append(s)
@@ -227,14 +232,15 @@ def _last(values: Sequence[Any]) -> Optional[float]:
 
 
 def run_row(label: str, s: RunSummary, weights: Optional[Mapping[str, float]] = None) -> dict[str, Any]:
-    """One table row from a run's summary (and its weight statistics, when known)."""
+    """One table row from a run's summary (and its weight statistics, when known); the overfitting numbers are the
+    summary's own, or computed from its history by the same function (summaries written before they existed)."""
     h = s.history or {}
-    last_val, last_train = _last(h.get("val_loss") or []), _last(h.get("train_loss") or [])
     test = s.test or {}
     best, last = test.get("best") or test.get("last") or {}, test.get("last") or {}
-    gap = (last_val - last_train) if last_val is not None and last_train is not None else None
+    numbers = s.overfitting if s.overfitting is not None else overfitting(h, s.best_epoch)
     row = {"run": label, "seed": s.seed, "epochs_run": s.epochs_run, "best_epoch": s.best_epoch,
-           "best_val_loss": s.best_val_loss, "last_val_loss": last_val, "val_train_gap": gap,
+           "best_val_loss": s.best_val_loss, "last_val_loss": _last(h.get("val_loss") or []),
+           **{k: numbers.get(k) for k in ("gap_at_best", "gap_last", "onset_epoch", "gap_slope")},
            "test_acc_best": best.get("acc"), "test_acc_last": last.get("acc"),
            "test_loss_best": best.get("loss"), "test_loss_last": last.get("loss"),
            "n_params": s.n_params, "wall_time_s": s.wall_time, "log_dir": s.log_dir}
@@ -242,10 +248,16 @@ def run_row(label: str, s: RunSummary, weights: Optional[Mapping[str, float]] = 
     return row
 
 
-MD_COLUMNS = [("epochs_run", "epochs run", "{:.3g}"), ("best_epoch", "best epoch", "{:.3g}"),
+# The best epoch is each seed's own (the epoch of its lowest val loss, whose weights are tested), averaged over
+# seeds: the same number in this table, results.csv and the curves' stars.
+MD_COLUMNS = [("epochs_run", "epochs run", "{:.1f}"),
+              ("best_epoch", "best epoch (each seed's)", "{:.1f}"),
               ("best_val_loss", "best val loss", "{:.4f}"),
               ("last_val_loss", "val loss (last epoch)", "{:.4f}"),
-              ("val_train_gap", "val − train loss (last)", "{:.4f}"),
+              ("gap_at_best", "gap at best (val − train)", "{:+.4f}"),
+              ("gap_last", "gap at last", "{:+.4f}"),
+              ("onset_epoch", "overfitting onset (epoch)", "{:.1f}"),
+              ("gap_slope", "gap growth / epoch", "{:+.4f}"),
               ("test_acc_best", "test acc (best ckpt)", "{:.4f}"),
               ("test_acc_last", "test acc (last)", "{:.4f}"),
               ("n_params", "params", "{:,.0f}"), ("wall_time_s", "wall time (s)", "{:.1f}"),
@@ -253,14 +265,25 @@ MD_COLUMNS = [("epochs_run", "epochs run", "{:.3g}"), ("best_epoch", "best epoch
               ("near_zero_first", "abs w < 1e-3 (1st layer)", "{:.1%}")]
 
 
+def _by_label(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    out: dict[str, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        out.setdefault(r["run"], []).append(r)
+    return out
+
+
+def _cell(values: Sequence[Any], spec: str) -> str:
+    """mean ± std (the value alone when the seeds agree), and how many seeds had a value when not all did."""
+    text = mean_std(values, spec)
+    have = len(finite_values(values))
+    return text + (f" ({have} of {len(values)})" if 0 < have < len(values) else "")
+
+
 def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """One line per run label: the value, or mean ± std over seeds."""
-    labels = list(dict.fromkeys(r["run"] for r in rows))
-    cells = []
-    for label in labels:
-        mine = [r for r in rows if r["run"] == label]
-        cells.append({"run": label, "seeds": str(len(mine)),
-                      **{k: mean_std([r.get(k) for r in mine], spec) for k, _, spec in MD_COLUMNS}})
+    cells = [{"run": label, "seeds": str(len(mine)), **{k: _cell([r.get(k) for r in mine], spec)
+                                                         for k, _, spec in MD_COLUMNS}}
+             for label, mine in _by_label(rows).items()]
     columns = [("run", "run", ""), ("seeds", "seeds", "")] + [(k, title, "") for k, title, _ in MD_COLUMNS]
     return markdown(columns, cells)
 
@@ -270,41 +293,169 @@ def csv_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return csv_text(rows)
 
 
+# -- intervals, paired tests, verdicts (results.csv) ---------------------------------------------------------
+
+RESULT_FIELDS = ["setting", "metric", "better", "n", "mean", "std", "ci95_low", "ci95_high", "baseline", "n_paired",
+                 "diff_vs_baseline", "diff_ci95_low", "diff_ci95_high", "p_value", "p_wilcoxon", "verdict",
+                 "verdict_text"]
+
+
+def choose_baseline(labels: Sequence[str], baseline: Optional[str] = None) -> str:
+    """The run every other is compared with: `baseline` (checked), else the one named `none` (a label ending in
+    '/none' or '_none' for --runs), else the first."""
+    labels = list(labels)
+    if baseline is not None:
+        if baseline not in labels:
+            lower = {label.lower(): label for label in labels}
+            hint = [lower[h] for h in difflib.get_close_matches(baseline.lower(), list(lower), n=1)]
+            raise UserError(f"--baseline {baseline}: not a run of this comparison (runs: {', '.join(labels)})"
+                            + (f"; did you mean {hint[0]!r}?" if hint else ""))
+        return baseline
+    for label in labels:
+        if label == "none" or label.endswith(("/none", "_none")):
+            return label
+    return labels[0]
+
+
+def _seed_map(rows: Sequence[Mapping[str, Any]], key: str) -> dict[Any, Any]:
+    """seed -> value of key (runs without a seed keyed by their position)."""
+    return {(r.get("seed") if r.get("seed") is not None else f"#{i}"): r.get(key) for i, r in enumerate(rows)}
+
+
+def result_row(metric: Metric, label: str, mine: Sequence[Mapping[str, Any]], baseline: str,
+               base: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One setting × metric: spread over seeds and, unless it is the baseline, the paired comparison with it."""
+    spread = describe([r.get(metric.key) for r in mine])
+    row: dict[str, Any] = {"setting": label, "metric": metric.key, "better": metric.better or "", "n": spread.n,
+                           "mean": spread.mean, "std": spread.std, "ci95_low": spread.low, "ci95_high": spread.high,
+                           "baseline": baseline}
+    if label == baseline:
+        return {**row, "verdict": BASELINE, "verdict_text": "the baseline the others are compared with"}
+    values, base_values = paired_by_seed(_seed_map(mine, metric.key), _seed_map(base, metric.key))
+    p = paired(values, base_values)
+    word, text = verdict(metric, p)
+    return {**row, "n_paired": p.n, "diff_vs_baseline": p.diff, "diff_ci95_low": p.low, "diff_ci95_high": p.high,
+            "p_value": p.p_t, "p_wilcoxon": p.p_wilcoxon, "verdict": word, "verdict_text": text}
+
+
+def results(rows: Sequence[Mapping[str, Any]], baseline: str) -> list[dict[str, Any]]:
+    """Per metric (stats.METRICS) and setting: n, mean, std, 95 % CI, and the paired comparison with the baseline
+    over the seeds both ran (difference, its 95 % CI, paired t p, Wilcoxon p from 6 pairs, verdict)."""
+    groups = _by_label(rows)
+    base = groups.get(baseline, [])
+    return [result_row(metric, label, mine, baseline, base) for metric in METRICS for label, mine in groups.items()]
+
+
+DIRECTION = {"lower": "lower is better", "higher": "higher is better", "": "neither direction is better"}
+GLANCE = {HELPS: "helps", HURTS: "hurts", NO_DIFF: "≈", BASELINE: "baseline"}
+
+
+def results_markdown(res: Sequence[Mapping[str, Any]], baseline: str) -> str:
+    """The verdicts at a glance, then one table per metric: mean ± std, 95 % CI, Δ vs the baseline with its 95 %
+    CI, p-values and the verdict; a note instead when no setting has two seeds."""
+    if max((r.get("n") or 0 for r in res), default=0) < 2:
+        return ("One seed per setting: no intervals or paired tests (run with --seeds 2 or more; "
+                "5 or more for verdicts worth reading).\n")
+    parts = [f"### Against the baseline `{baseline}`\n",
+             f"Mean over seeds with its 95 % confidence interval (t); Δ = setting − {baseline} on the same seeds, "
+             "with its 95 % CI and the paired t test's p (Wilcoxon signed-rank p from 6 pairs); verdict from Δ's "
+             "interval: it excludes 0 in the better direction (helps), the worse one (hurts), or includes 0 "
+             "(≈ no detectable difference). Each metric is tested on its own (no correction for testing many).\n",
+             _glance(res, baseline)]
+    wilcoxon = any(r.get("p_wilcoxon") is not None for r in res)
+    for metric in METRICS:
+        mine = [r for r in res if r["metric"] == metric.key]
+        if all(not r["n"] for r in mine):  # e.g. no test set, or no validation
+            continue
+        parts.append(f"#### {metric.title} ({DIRECTION[metric.better or '']}; {metric.note or metric.title})\n")
+        parts.append(markdown(_metric_columns(baseline, wilcoxon), [_metric_cells(r, metric.spec) for r in mine]))
+    return "\n".join(parts)
+
+
+def _glance(res: Sequence[Mapping[str, Any]], baseline: str) -> str:
+    """Settings × metrics, each cell the verdict word."""
+    settings = list(dict.fromkeys(r["setting"] for r in res if r["setting"] != baseline))
+    word = {(r["setting"], r["metric"]): GLANCE.get(r["verdict"], r["verdict"]) for r in res}
+    columns = [("setting", f"vs {baseline}", "")] + [(m.key, m.title, "") for m in METRICS]
+    cells = [{"setting": s, **{m.key: word.get((s, m.key), MISSING) for m in METRICS}} for s in settings]
+    return "#### Verdicts at a glance (≈: no detectable difference)\n\n" + markdown(columns, cells)
+
+
+def _metric_columns(baseline: str, wilcoxon: bool) -> list[tuple[str, str, str]]:
+    cols = [("setting", "setting", ""), ("n", "n", ""), ("mean", "mean ± std", ""), ("ci", "95 % CI", ""),
+            ("diff", f"Δ vs {baseline}", ""), ("diff_ci", "Δ 95 % CI", ""), ("p", "p (paired t)", "")]
+    return cols + ([("pw", "p (Wilcoxon)", "")] if wilcoxon else []) + [("verdict", "verdict", "")]
+
+
+def _metric_cells(r: Mapping[str, Any], spec: str) -> dict[str, str]:
+    signed = spec.replace("{:", "{:+", 1)
+    mean = fmt(r["mean"], spec) if r.get("std") in (None, 0.0) else f"{fmt(r['mean'], spec)} ± {fmt(r['std'], spec)}"
+    return {"setting": r["setting"], "n": str(r["n"]), "mean": mean,
+            "ci": interval(r.get("ci95_low"), r.get("ci95_high"), spec),
+            "diff": fmt(r.get("diff_vs_baseline"), signed),
+            "diff_ci": interval(r.get("diff_ci95_low"), r.get("diff_ci95_high"), signed),
+            "p": p_value(r.get("p_value")), "pw": p_value(r.get("p_wilcoxon")), "verdict": r["verdict"]}
+
+
 # -- the whole comparison ------------------------------------------------------------------------------------
 
-def report(groups: Groups, out: str | Path, title: str = "") -> dict[str, Any]:
-    """Write curves/weights/sparsity PNGs, table.csv/.md and comparison.json into out; log figures to TB."""
-    from lit_regularize.plots import (checkpoint_weights, curves_figure, log_figures, save_figure,
-                                      sparsity_figure, weight_stats, weights_figure)
+def _run_weights(groups: Groups) -> dict[int, list]:
+    """id(summary) -> that run's Linear weights (best checkpoint, else last), for the runs that have either."""
+    from lit_regularize.plots import checkpoint_weights
+
+    out = {}
+    for summaries in groups.values():
+        for s in summaries:
+            ckpt = s.path(s.best_checkpoint or s.last_checkpoint)
+            if ckpt is not None and ckpt.is_file():
+                out[id(s)] = checkpoint_weights(ckpt)
+    return out
+
+
+def _figures(groups: Groups, run_weights: Mapping[int, list], title: str) -> dict[str, Any]:
+    """Curves of every run and seed; weights and sparsity of every seed that has weights (all named in titles)."""
+    from lit_regularize.plots import curves_figure, sparsity_figure, weight_stats, weights_figure
+
+    seeds = {k: [s.seed for s in v] for k, v in groups.items()}
+    figures = {"curves": curves_figure({k: [s.history for s in v] for k, v in groups.items()}, title,
+                                       seeds=seeds)}
+    with_weights = {k: [s for s in v if id(s) in run_weights] for k, v in groups.items()}
+    with_weights = {k: v for k, v in with_weights.items() if v}
+    if with_weights:
+        which = "best checkpoints (last weights where a run has none)"
+        weights = {k: [run_weights[id(s)] for s in v] for k, v in with_weights.items()}
+        shown = {k: [s.seed for s in v] for k, v in with_weights.items()}
+        figures["weights"] = weights_figure(weights, which=which, seeds=shown)
+        figures["sparsity"] = sparsity_figure({k: [weight_stats(w) for w in v] for k, v in weights.items()},
+                                              which=which, seeds=shown)
+    return figures
+
+
+def report(groups: Groups, out: str | Path, title: str = "", baseline: Optional[str] = None) -> dict[str, Any]:
+    """Write curves/weights/sparsity PNGs, table.csv/.md, results.csv and comparison.json into out; log figures
+    to TB. The table is one row per run and seed; results.csv one row per setting and metric, against the
+    baseline (choose_baseline)."""
+    from lit_regularize.plots import log_figures, save_figure, weight_stats
 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a folder")
-    weights: dict[str, list] = {}
-    rows = []
-    for label, summaries in groups.items():
-        for i, s in enumerate(summaries):
-            ckpt = s.path(s.best_checkpoint or s.last_checkpoint)
-            stats = None
-            if ckpt is not None and ckpt.is_file():
-                ws = checkpoint_weights(ckpt)
-                stats = weight_stats(ws)
-                if i == 0:  # the figure shows the first seed's weights
-                    weights[label] = ws
-            rows.append(run_row(label, s, stats))
-    figures = {"curves": curves_figure({k: [s.history for s in v] for k, v in groups.items()}, title)}
-    if weights:
-        which = "best checkpoint (last weights where a run has none)"
-        figures["weights"] = weights_figure(weights, which=which)
-        figures["sparsity"] = sparsity_figure({k: weight_stats(v) for k, v in weights.items()}, which=which)
+    base = choose_baseline(list(groups), baseline)
+    run_weights = _run_weights(groups)
+    rows = [run_row(label, s, weight_stats(run_weights[id(s)]) if id(s) in run_weights else None)
+            for label, summaries in groups.items() for s in summaries]
+    res = results(rows, base)
+    figures = _figures(groups, run_weights, title)
     paths = {k: str(save_figure(fig, out / FIGURES[k])) for k, fig in figures.items()}
-    md = markdown_table(rows)
+    md = markdown_table(rows) + "\n" + results_markdown(res, base)
     write_text(out / "table.csv", csv_table(rows))
+    write_text(out / "results.csv", csv_text(res, RESULT_FIELDS))
     write_text(out / "table.md", (f"## {title}\n\n" if title else "") + md)
     # a compare into the same --out redraws its figures: one set of images, not one per call
     log_figures(out / "logs" / "figures", {f"compare/{k}": fig for k, fig in figures.items()}, replace=True)
     result = {"title": title, "figures": paths, "table_csv": str(out / "table.csv"),
-              "table_md": str(out / "table.md"), "rows": rows, "markdown": md,
+              "table_md": str(out / "table.md"), "results_csv": str(out / "results.csv"), "baseline": base,
+              "rows": rows, "results": res, "markdown": md,
               "runs": {k: [s.log_dir for s in v] for k, v in groups.items()}}
     write_json(out / "comparison.json", result)
     return result
@@ -312,7 +463,7 @@ def report(groups: Groups, out: str | Path, title: str = "") -> dict[str, Any]:
 
 def compare(study: Optional[str] = None, runs: Sequence[str | Path] = (), out: str | Path = "compare",
             fixed: Optional[Mapping[str, Any]] = None, seeds: int = 1, rerun: bool = False,
-            log: Callable[[str], None] = print) -> dict[str, Any]:
+            log: Callable[[str], None] = print, baseline: Optional[str] = None) -> dict[str, Any]:
     """Run a study (runs logged under out/logs) or read finished runs, then write the report into out."""
     if bool(study) == bool(runs):
         raise UserError("give a study name or --runs DIR..., not both")
@@ -320,28 +471,31 @@ def compare(study: Optional[str] = None, runs: Sequence[str | Path] = (), out: s
         flag = "--" + next(iter(fixed)).replace("_", "-")
         raise UserError(f"{flag}: settings apply to a study's runs, not to --runs")
     if study:
-        return compare_study(load_study(study), out, fixed, seeds, rerun, log)
+        return compare_study(load_study(study), out, fixed, seeds, rerun, log, baseline)
     out = checked_out(out)
     groups = read_runs(runs)
+    choose_baseline(list(groups), baseline)  # a wrong --baseline before anything is drawn
     title = "comparison of " + ", ".join(groups)
     data = datasets(groups)
     if len(data) > 1:  # one table and one figure of losses on different data: say so, and in the title
         print(f"warning: --runs mix datasets ({', '.join(data)}): their losses and accuracies are not "
               "comparable across datasets", file=sys.stderr)
         title += f" [data: {', '.join(data)}]"
-    return report(groups, out, title)
+    return report(groups, out, title, baseline)
 
 
 def compare_study(study: Study, out: str | Path = "compare", fixed: Optional[Mapping[str, Any]] = None,
-                  seeds: int = 1, rerun: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
+                  seeds: int = 1, rerun: bool = False, log: Callable[[str], None] = print,
+                  baseline: Optional[str] = None) -> dict[str, Any]:
     """Run every member of a study over `seeds` seeds (logged under out/logs) and write the report into out."""
+    choose_baseline(list(study.members), baseline)  # checked before any run trains
     out = checked_out(out)
     groups = run_study(study_configs(study, dict(fixed or {}), seeds, out / "logs"), rerun, log)
     title = study.title
     data = datasets(groups)
-    if any(m.get("data") not in data for m in study.members.values()):  # e.g. --data fashion_mnist
+    if any(m.get("data", FIELDS["data"].default) not in data for m in study.members.values()):  # --data fashion_mnist
         title += f" [data: {', '.join(data)}]"
-    return report(groups, out, title)
+    return report(groups, out, title, baseline)
 
 
 def checked_out(out: str | Path) -> Path:
@@ -368,5 +522,7 @@ def datasets(groups: Groups) -> list[str]:
     return sorted({str((s.config or {}).get("data")) for runs in groups.values() for s in runs})
 
 
-__all__ = ["compare_study", "study_from_members", "checked_out", "Study", "available_studies", "load_study", "study_configs", "varying_keys", "run_study",
-           "read_runs", "run_row", "markdown_table", "csv_table", "report", "compare", "datasets"]
+__all__ = ["compare_study", "study_from_members", "checked_out", "Study", "available_studies", "load_study",
+           "study_configs", "varying_keys", "run_study", "read_runs", "run_row", "markdown_table", "csv_table",
+           "choose_baseline", "result_row", "results", "results_markdown", "RESULT_FIELDS", "report", "compare",
+           "datasets"]

@@ -1,8 +1,9 @@
 """The one run schema: the core settings, the frozen `Config`, presets, validation and YAML + flag merging.
 
 Settings are declared once (`lit_regularize.settings.Setting`: type, default, help, checks, roles): the core ones
-here, each regularizer's in its own module. Everything else (the command-line parser, --help, --print-config,
-experiment YAMLs, sweep spaces, the Python API) is derived from that schema. This module imports neither torch nor
+here, each regularizer's in its own module, each data kind's in its own (`lit_regularize.data.kinds`). Everything
+else (the command-line parser, --help, --print-config, experiment YAMLs, sweep spaces, the Python API) is derived
+from that schema. This module imports neither torch nor
 Lightning, so `--help` stays fast.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Iterable, Mapping, Optional
 
 import yaml
 
+from lit_regularize.data import kinds
 from lit_regularize.errors import ConfigError
 from lit_regularize.regularizers import plugin_modules, presets, registered
 from lit_regularize.settings import DISPLAY as DISPLAY_ROLE, HARMLESS as HARMLESS_ROLE, RESUMABLE as RESUMABLE_ROLE
@@ -24,16 +26,7 @@ from lit_regularize.settings import GROUPS, Setting, at_least, declare, in_range
 
 DATA_DIR_ENV = "LIT_REGULARIZE_DATA_DIR"
 
-BUILTIN_DATA = ("imdb", "mnist", "fashion_mnist")
-IMAGE_DATA = ("mnist", "fashion_mnist")
-# --data KIND:PATH loads the user's own data (see lit_regularize/data/custom.py)
-CUSTOM_KINDS = ("npz", "csv", "textdir", "imagedir")
 SEED_MAX = 2 ** 32 - 1  # numpy's RandomState takes seeds in [0, 2**32)
-
-_IMAGE_PRESET = {"hidden": 128, "optimizer": "adam", "lr": 1e-3, "batch_size": 32, "max_epochs": 60, "patience": 10}
-# MNIST runs use the notebooks' 784-128-128-10 Adam protocol; IMDB keeps the settings' defaults.
-DATA_PRESETS: dict[str, dict[str, Any]] = {"imdb": {}, "mnist": _IMAGE_PRESET, "fashion_mnist": _IMAGE_PRESET,
-                                           "imagedir": _IMAGE_PRESET}
 
 
 def _reg_help() -> str:
@@ -44,32 +37,18 @@ def _reg_help() -> str:
     return f"regularizer preset: {shown}; explicit settings override it"
 
 
-# The core settings; every regularizer declares its own in its module (lit_regularize/regularizers/).
+# The core settings; every regularizer declares its own in its module (lit_regularize/regularizers/), every data
+# kind its own (lit_regularize/data/kinds/: e.g. --target for csv, --num-words for the text kinds).
 declare(
-    setting("data", str, "imdb", "imdb | mnist | fashion_mnist, or your own data as KIND:PATH with KIND one of "
-            "npz, csv, textdir, imagedir", "data", metavar="DATA"),
+    setting("data", str, "imdb", kinds.data_help, "data", metavar="DATA"),
     setting("data_dir", str, None, f"folder holding imdb.npz / MNIST raw files (else ${DATA_DIR_ENV}, else "
             "~/.cache/lit_regularize)", "data", optional=True, metavar="DIR", roles=(RESUMABLE_ROLE, HARMLESS_ROLE)),
-    setting("num_words", int, 10000, "IMDB / textdir vocabulary: keep the N most frequent words (keras num_words)",
-            "data", only=("imdb", "textdir"), check=lambda v: None if v >= 4 else
-            f"must be >= 4 (ids 0-2 are reserved by keras), got {v}"),
     setting("train_size", int, None, "keep only N training examples (after the validation split)", "data",
             optional=True, check=at_least(1)),
     setting("val_size", int, None, "validation examples split off the training set (default: IMDB 10000, MNIST 1000 "
             "with --n-per-class else 10000, own data 20%%; 0 = none; not with --val-on-test or --kfold)", "data",
             optional=True, check=at_least(0)),
     setting("val_on_test", bool, False, "validate on the test set, as some notebooks did (no holdout)", "data"),
-    setting("test_size", float, 0.2, "own data without a test split: stratified share held out for testing", "data",
-            check=lambda v: None if 0.0 < v < 1.0 else f"must be a fraction in (0, 1), got {v}"),
-    setting("target", str, None, "csv: the label column (default: the last column)", "data", optional=True,
-            metavar="COLUMN", only=("csv",)),
-    setting("dropna", bool, False, "csv: drop rows with missing values instead of failing", "data", only=("csv",)),
-    setting("image_size", int, 28, "imagedir: images are resized to SIZE x SIZE grayscale", "data", metavar="SIZE",
-            only=("imagedir",), check=at_least(1)),
-    setting("n_per_class", int, None, "images: balanced, seeded subset of N training images per class", "data",
-            optional=True, only=IMAGE_DATA + ("imagedir",), check=at_least(1)),
-    setting("input_format", str, "auto", "multi-hot first layer input (auto = sparse)", "data",
-            choices=("auto", "dense", "sparse")),
     setting("shuffle", bool, True, "shuffle training batches every epoch", "data"),
     setting("kfold", int, 0, "K-fold validation over the training set (0 = off)", "data", metavar="K",
             check=lambda v: None if v == 0 or v >= 2 else f"must be 0 (off) or >= 2, got {v}"),
@@ -160,8 +139,13 @@ class Config:
 
     @property
     def data_kind(self) -> str:
-        """imdb | mnist | fashion_mnist, or the KIND of --data KIND:PATH."""
+        """The name of the run's data kind: imdb | mnist | fashion_mnist, or the KIND of --data KIND:PATH."""
         return data_kind(self.data)
+
+    @property
+    def kind(self) -> kinds.DataKind:
+        """The run's data kind (lit_regularize.data.kinds): its DataModule, class names, predict inputs, ..."""
+        return kinds.data_kind(self.data)
 
     @property
     def data_path(self) -> Optional[Path]:
@@ -170,16 +154,15 @@ class Config:
 
     @property
     def is_image(self) -> bool:
-        """Whether the inputs are images (MNIST-like or an image folder)."""
-        return self.data_kind in IMAGE_DATA + ("imagedir",)
+        """Whether the inputs are images (a kind of the image family: MNIST-like or an image folder)."""
+        return "image" in self.kind.families()
 
     @property
     def run_name(self) -> str:
         """Folder name under logdir: the data, then what differs from the defaults (reg, size, augmentation)."""
         if self.name:
             return self.name
-        data = self.data_kind if self.data_path is None else f"{self.data_kind}_{self.data_path.stem}"
-        parts = [data, self.reg]
+        parts = [self.kind.run_name(), self.reg]
         if self.augment:
             parts.append("augment")
         return "_".join(parts)
@@ -192,9 +175,12 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON/YAML safe), in --help order. A plug-in regularizer's settings are left out while they
         are at their defaults and the run does not name its module in `plugins`: a run that does not use it must not
-        need it to be read back (in another process, by predict, after the plug-in is gone)."""
+        need it to be read back (in another process, by predict, after the plug-in is gone). Settings of other data
+        kinds (`only`: no --image-size in an IMDB run) are left out: read back, they take their defaults."""
         plugins = set(self._values.get("plugins") or ())
-        return {k: copy.deepcopy(v) for k, v in self._values.items() if _recorded(k, v, plugins)}
+        kind = self.kind
+        return {k: copy.deepcopy(v) for k, v in self._values.items()
+                if _recorded(k, v, plugins) and kind.accepts(fields()[k])}
 
     def replace(self, **changes: Any) -> "Config":
         """A copy with some settings changed (validated again)."""
@@ -306,22 +292,13 @@ def validate(c: Config) -> None:
         problem = s.check(value) if s.check else None
         if problem:
             bad(f"{s.flag} {problem}")
-    if ":" in c.data:
-        kind, path = c.data.split(":", 1)
-        if kind not in CUSTOM_KINDS or not path:
-            bad(f"--data {c.data!r}: own data is KIND:PATH with KIND one of {', '.join(CUSTOM_KINDS)}")
-    elif c.data not in BUILTIN_DATA:
-        hint = difflib.get_close_matches(c.data, BUILTIN_DATA, n=1)
-        bad(f"--data: unknown value {c.data!r} (choose from {', '.join(BUILTIN_DATA)}, or KIND:PATH)"
-            + (f"; did you mean {hint[0]!r}?" if hint else ""))
+    kinds.data_kind(c.data)  # --data names a registered kind (one ConfigError line otherwise)
     if c.val_size is not None and c.val_on_test:
         bad(f"--val-size {c.val_size} does not apply with --val-on-test (validation is the whole test set)")
     if c.val_size is not None and c.kfold >= 2:
         bad(f"--val-size {c.val_size} does not apply with --kfold (each fold validates 1/K of the training set)")
     if c.fold is not None and not (c.kfold >= 2 and 0 <= c.fold < c.kfold * c.kfold_repeats):
         bad(f"--fold {c.fold} needs --kfold K >= 2 and 0 <= fold < K * repeats")
-    if c.is_image and c.input_format == "sparse":
-        bad("--input-format sparse only applies to multi-hot (text) input")
     for cls in registered().values():  # settings of one regularizer that depend on each other or on the run's
         problem = cls.check(values)
         if problem:
@@ -344,9 +321,11 @@ def _check_devices(devices: str) -> None:
 
 def _check_applies(c: Config) -> None:
     """A dataset-specific setting given for another dataset is an error, not silently ignored."""
+    kind = c.kind
     for name, s in fields().items():
-        if s.only and c.data_kind not in s.only and getattr(c, name) != s.default:
-            raise ConfigError(f"{s.flag} only applies to --data {' / '.join(s.only)}, not {c.data_kind}")
+        if not kind.accepts(s) and getattr(c, name) != s.default:
+            raise ConfigError(f"{s.flag} only applies to --data {' / '.join(kinds.kinds_accepting(s))}, "
+                              f"not {c.data_kind}")
 
 
 # -- merging: dataclass defaults < data preset < reg preset < YAML < flags ----------------------------------
@@ -443,16 +422,27 @@ def coerce_int(value: Any) -> int:
 
 
 def data_kind(data: str) -> str:
-    """imdb | mnist | fashion_mnist, or the KIND of a --data KIND:PATH value."""
+    """The kind's name of a --data value: imdb | mnist | fashion_mnist, or the KIND of KIND:PATH."""
     return data.split(":", 1)[0] if ":" in data else data
 
 
 def preset_defaults(data: str, reg: str) -> dict[str, Any]:
-    """Setting defaults once the data and regularizer presets are applied (what --help shows)."""
+    """Setting defaults once the data kind's and the regularizer's presets are applied (what --help shows)."""
     out = {name: copy.deepcopy(s.default) for name, s in fields().items()}
-    out.update(DATA_PRESETS.get(data_kind(data), {}))
+    kind = kinds.data_kinds().get(data_kind(data))
+    out.update(copy.deepcopy(dict(kind.presets)) if kind is not None else {})
     out.update(presets().get(reg, {}))
     return out
+
+
+def _fitted(merged: dict[str, Any], given: Iterable[str]) -> dict[str, Any]:
+    """The data kind's defaults that depend on the data (own data: a batch size that fits its size), for the
+    settings not given; nothing when --data names no kind (validation says so)."""
+    try:
+        kind = kinds.data_kind(str(merged["data"]))
+    except ConfigError:
+        return {}
+    return kind.fitted_defaults(merged, set(given))
 
 
 def make_config(overrides: Mapping[str, Any] | None = None, source: str = "config") -> Config:
@@ -474,7 +464,8 @@ def make_config(overrides: Mapping[str, Any] | None = None, source: str = "confi
         raise ConfigError(f"{source}: {e}") from None
     merged = preset_defaults(overrides.get("data", FIELDS["data"].default), overrides.get("reg", FIELDS["reg"].default))
     merged.update(overrides)
-    used = plugin_modules(merged, [merged["reg"]])
+    merged.update(_fitted(merged, overrides))
+    used = plugin_modules(merged, [merged["reg"]]) + [m for m in [kinds.kind_module(str(merged["data"]))] if m]
     if used:
         merged["plugins"] = sorted(set(merged.get("plugins") or []) | set(used))
     return Config(**merged)
@@ -500,7 +491,7 @@ def config_from_file(path: str | os.PathLike) -> Config:
     return make_config(load_yaml(path, "config"), source=str(path))
 
 
-__all__ = ["Config", "FIELDS", "GROUPS", "DATA_PRESETS", "BUILTIN_DATA", "IMAGE_DATA", "CUSTOM_KINDS", "fields",
+__all__ = ["Config", "FIELDS", "GROUPS", "fields",
            "role", "display_only", "resumable", "harmless", "data_kind", "make_config", "config_from_values",
            "import_plugins", "load_yaml", "check_keys", "coerce", "preset_defaults", "minimal_overrides", "to_yaml",
            "config_from_file", "configs_dir", "resolve_config_path", "flag", "choices_of", "base_type", "validate"]

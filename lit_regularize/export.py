@@ -1,19 +1,19 @@
-"""Export a run's model as a self-contained TorchScript or ONNX file: dense input -> probabilities.
+"""Export a run's model as a self-contained file: dense input -> probabilities, loadable without lit_regularize.
 
-The exported module is a plain `torch.nn.Sequential` (Linear / BatchNorm1d / ReLU / Dropout in eval
-mode, then a probability head), so loading it needs torch (or onnxruntime) only, not lit_regularize.
+Formats: `pt2` (the default: `torch.export`, loaded with `torch.export.load(path).module()`), `onnx` (onnxruntime;
+pip install '.[export]'), `torchscript` (`torch.jit.load`; TorchScript is deprecated in torch, kept for old users).
+The exported module is a plain `torch.nn.Sequential` (Linear / BatchNorm1d / ReLU / Dropout in eval mode, then a
+probability head), so loading it needs torch (or onnxruntime) only.
 
-Input (float32, shape (N, input_size)):
-  IMDB: multi-hot rows of width num_words, keras ids (1 start, 2 out-of-vocabulary, rank r -> r + 3);
-        `lit_regularize.text.encode_texts` + `MultiHot.to_dense()` build them;
-  MNIST / Fashion-MNIST: 784 pixels (row-major 28x28), normalized as in training: (x / 255 - mean) / std.
-  own data (--data KIND:PATH): the rows training used: csv standardized numbers then one-hot categories
-        (`<out>.json` copies the run's preprocessing.json), npz the features as given, textdir multi-hot rows
-        (the run's word_index.json), imagedir image_size^2 pixels normalized with the run's mean / std;
-        `Predictor.read` (lit_regularize.predict) builds them from files.
-Output: IMDB P(positive), shape (N,) (sigmoid); images softmax probabilities, shape (N, 10); own data P(class 1)
-(N,) for two classes, else softmax (N, C), classes named as in the run's classes.json.
-`<out>.json` beside the file records all of this.
+Input (float32, shape (N, input_size)), as the run's data kind describes it in `<out>.json` (`input`,
+`normalization`, and what building a row needs):
+  text kinds (imdb, textdir): multi-hot rows of width num_words; `text` holds the whole recipe (lower-case, the
+        characters turned into spaces, the split, the start / out-of-vocabulary columns and every kept word's
+        column), so a few lines of plain Python encode a raw review (docs/predict-export.md);
+  MNIST / Fashion-MNIST: 784 pixels (row-major 28x28), normalized as in training: (x / 255 - mean) / std;
+  own data: csv standardized numbers then one-hot categories (`preprocessing`: the run's preprocessing.json), npz
+        the features as given, imagedir image_size^2 pixels normalized with the run's mean / std.
+Output: P(class_names[1]), shape (N,) (sigmoid) for two classes; softmax probabilities (N, C) otherwise.
 
 The model is the one `lit_regularize.predict.open_run` checks for predict as well: a k-fold folder exports its refit
 model, a checkpoint of another run (input width or classes not the run's) or with non-finite weights is refused,
@@ -28,36 +28,42 @@ import contextlib
 import copy
 import io
 import os
+import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 import torch.nn as nn
 
-from lit_regularize.config import data_kind
+from lit_regularize.data.kinds import PredictOptions, data_kind
 from lit_regularize.errors import UserError
 from lit_regularize.files import atomic_write, write_json
 from lit_regularize.oserrors import is_disk_full, os_reason
-from lit_regularize.predict import CLASS_NAMES, IMAGE_SIZE, input_size, is_own_data, n_outputs, open_run
+from lit_regularize.predict import input_size, n_outputs, open_run
 from lit_regularize.rundir import RunDir
 
-FORMATS = ("torchscript", "onnx")
+FORMATS = ("pt2", "onnx", "torchscript")  # the first is the default
 
 
 def plain_network(model: nn.Module, binary: bool) -> nn.Sequential:
-    """A pure-torch copy of model.net (first layer a plain nn.Linear) + a probability head, in eval mode."""
+    """A pure-torch copy of model.net as it computes in eval mode, + a probability head, in eval mode.
+
+    Every Linear (the sparse first layer, a spectral-normed or otherwise parametrized one) becomes a plain
+    nn.Linear holding the weights the layer uses in eval mode; a layer of a regularizer that defines `exported()`
+    is replaced by what that returns (None: dropped, e.g. Gaussian noise, the identity in eval mode); torch's own
+    layers (BatchNorm, ReLU, Dropout) are copied."""
+    model.eval()  # parametrizations read in eval mode: spectral_norm divides by its stored sigma, updating nothing
     layers: list[nn.Module] = []
     for m in model.net:
-        if type(m).__module__.startswith("torch.nn"):
+        if isinstance(m, nn.Linear):
+            layers.append(_plain_linear(m))
+        elif callable(getattr(m, "exported", None)):
+            replacement = m.exported()
+            if replacement is not None:
+                layers.append(replacement)
+        elif type(m).__module__.startswith("torch.nn"):
             layers.append(copy.deepcopy(m))
-        elif isinstance(m, nn.Linear):  # MultiHotLinear: the same weights in a plain Linear
-            lin = nn.Linear(m.in_features, m.out_features, bias=m.bias is not None)
-            with torch.no_grad():
-                lin.weight.copy_(m.weight)
-                if m.bias is not None:
-                    lin.bias.copy_(m.bias)
-            layers.append(lin)
         else:
             raise UserError(f"cannot export layer {type(m).__name__}: "
                             "only Linear/BatchNorm/ReLU/Dropout are supported")
@@ -68,54 +74,30 @@ def plain_network(model: nn.Module, binary: bool) -> nn.Sequential:
     return net
 
 
-OWN_INPUTS = {
-    "csv": ("CSV rows: the numeric columns standardized, (x - mean) / std, then one 0/1 column per training "
-            "category (a category training lacked: all zeros); see preprocessing", "preprocessing.json"),
-    "npz": ("the npz's feature rows as given (no scaling)", None),
-    "textdir": ("multi-hot rows: 1.0 at every keras word id of the text (1 start, 2 OOV, rank r -> id r + 3, ids >= "
-                "num_words -> 2), ranks from the run folder's word_index.json", None),
-    "imagedir": ("image_size x image_size grayscale images (resized bilinearly), flattened row-major, normalized "
-                 "as (x / 255 - mean) / std", "normalization.json"),
-}
+def _plain_linear(m: nn.Linear) -> nn.Linear:
+    """An nn.Linear with the weights m computes with (MultiHotLinear's, or a parametrization's W / sigma)."""
+    lin = nn.Linear(m.in_features, m.out_features, bias=m.bias is not None)
+    with torch.no_grad():
+        lin.weight.copy_(m.weight)
+        if m.bias is not None:
+            lin.bias.copy_(m.bias)
+    return lin
 
 
-def metadata(cfg: dict[str, Any], fmt: str, checkpoint: Path, input_size: int,
-             model: nn.Module | None = None) -> dict[str, Any]:
-    """What a user of the exported file needs to build its input and read its output."""
-    data = cfg["data"]
-    meta: dict[str, Any] = {"format": fmt, "data": data, "checkpoint": str(checkpoint),
+def metadata(cfg: dict[str, Any], fmt: str, checkpoint: Path, input_size: int, model: nn.Module,
+             options: PredictOptions = PredictOptions()) -> dict[str, Any]:
+    """What a user of the exported file needs to build its input and read its output: the run's kind describes the
+    input (and may add `notes` for stderr), the output follows from the model."""
+    kind = data_kind(cfg["data"])
+    rundir = RunDir(checkpoint.parent.parent)
+    names = kind.class_names(cfg, rundir)
+    binary = bool(getattr(model, "binary", False))
+    meta: dict[str, Any] = {"format": fmt, "data": cfg["data"], "checkpoint": str(checkpoint),
                             "input_size": input_size, "input_dtype": "float32"}
-    if is_own_data(cfg):
-        rundir = RunDir(checkpoint.parent.parent)
-        kind = data_kind(data)
-        text, artifact = OWN_INPUTS[kind]
-        binary = bool(getattr(model, "binary", False))
-        n = n_outputs(model) if model is not None else None
-        meta.update(input=text, normalization=None, num_words=cfg.get("num_words") if kind == "textdir" else None,
-                    class_names=rundir.read_artifact("classes.json"),
-                    output="sigmoid" if binary else "softmax", output_shape=["N"] if binary else ["N", n],
-                    output_meaning="P(class_names[1])" if binary else "class probabilities")
-        if artifact == "preprocessing.json":
-            meta["preprocessing"] = rundir.read_artifact(artifact)
-        elif artifact == "normalization.json":
-            meta["normalization"] = rundir.read_artifact(artifact)
-    elif data == "imdb":
-        meta.update(input="multi-hot rows: 1.0 at every keras word id of the review (1 start, 2 OOV, "
-                          "word rank r -> id r + 3, ids >= num_words -> 2)",
-                    normalization=None, num_words=int(cfg["num_words"]),
-                    class_names=list(CLASS_NAMES["imdb"]),
-                    output="sigmoid", output_shape=["N"], output_meaning="P(positive)")
-    else:
-        from lit_regularize.data.mnist import IMAGE_DATASETS
-
-        mean, std = IMAGE_DATASETS[data][1:]
-        names = CLASS_NAMES[data]
-        meta.update(input=f"{IMAGE_SIZE}x{IMAGE_SIZE} 8-bit grayscale images as the idx files hold them "
-                          "(light on dark; invert dark-on-light pictures, 255 - x, first), flattened row-major, "
-                          "normalized as (x / 255 - mean) / std",
-                    normalization={"mean": mean, "std": std}, num_words=None,
-                    class_names=list(names) if names else [str(k) for k in range(10)],
-                    output="softmax", output_shape=["N", 10], output_meaning="class probabilities")
+    meta.update(kind.metadata(cfg, rundir, options))
+    meta.update(class_names=list(names), output="sigmoid" if binary else "softmax",
+                output_shape=["N"] if binary else ["N", n_outputs(model)],
+                output_meaning=f"P({names[1]})" if binary else "class probabilities")
     return meta
 
 
@@ -139,15 +121,21 @@ def out_path(out: str | os.PathLike) -> Path:
 
 
 def serialized(net: nn.Sequential, fmt: str, width: int) -> bytes:
-    """The exported file's bytes (built in memory, so writing it is one atomic write)."""
+    """The exported file's bytes (built in memory, so writing it is one atomic write); any batch size N >= 1."""
     buf = io.BytesIO()
-    if fmt == "torchscript":
+    example = (torch.zeros(2, width),)
+    if fmt == "pt2":
+        program = torch.export.export(net, example, dynamic_shapes=({0: torch.export.Dim("N", min=1)},))
+        torch.export.save(program, buf)
+    elif fmt == "torchscript":
         with warnings.catch_warnings():  # newer torch calls TorchScript deprecated; it is still asked for
             warnings.simplefilter("ignore", FutureWarning)
             torch.jit.save(torch.jit.script(net), buf)
-    else:
-        torch.onnx.export(net, (torch.zeros(2, width),), buf, input_names=["x"], output_names=["probs"],
-                          dynamic_axes={"x": {0: "N"}, "probs": {0: "N"}}, dynamo=False)
+    else:  # torch's TorchScript-based ONNX exporter needs only onnx (the dynamo one also onnxscript, and 10 s)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(net, example, buf, input_names=["x"], output_names=["probs"],
+                              dynamic_axes={"x": {0: "N"}, "probs": {0: "N"}}, dynamo=False)
     return buf.getvalue()
 
 
@@ -185,8 +173,10 @@ def write_export(out: Path, content: bytes, meta: dict[str, Any]) -> None:
         raise
 
 
-def export(run_dir: str | os.PathLike, fmt: str, out: str | os.PathLike, last: bool = False) -> Path:
-    """Write the run's best (or last) model as fmt to out and its description to <out>.json; returns out."""
+def export(run_dir: str | os.PathLike, fmt: str, out: str | os.PathLike, last: bool = False,
+           word_index: Optional[str | os.PathLike] = None, data_dir: Optional[str | os.PathLike] = None) -> Path:
+    """Write the run's best (or last) model as fmt to out and its description to <out>.json; returns out.
+    word_index / data_dir: where an IMDB run's word index is (default: its data folder), for the text recipe."""
     if fmt not in FORMATS:
         raise UserError(f"--format: unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
     out = out_path(out)
@@ -197,11 +187,15 @@ def export(run_dir: str | os.PathLike, fmt: str, out: str | os.PathLike, last: b
             raise UserError("ONNX export needs the onnx package: pip install '.[export]'") from None
     run = open_run(run_dir, last)
     cfg, model = run.settings, run.model
-    binary = bool(getattr(model, "binary", cfg["data"] == "imdb"))
     width = input_size(model)
-    meta = metadata(cfg, fmt, run.checkpoint, width, model)  # a missing artifact fails before anything is written
-    write_export(out, serialized(plain_network(model, binary), fmt, width), meta)
+    options = PredictOptions(word_index=os.fspath(word_index) if word_index else None,
+                             data_dir=os.fspath(data_dir) if data_dir else None)
+    meta = metadata(cfg, fmt, run.checkpoint, width, model, options)  # a missing artifact fails before writing
+    notes = meta.pop("notes", [])
+    write_export(out, serialized(plain_network(model, bool(model.binary)), fmt, width), meta)
     run.say_notes()
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
     return out
 
 

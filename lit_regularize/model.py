@@ -72,6 +72,10 @@ class RegularizedMLP(pl.LightningModule):
         # Accumulated per step and logged once per epoch: self.log costs ~1 ms a call, a third of a small step.
         self.train_loss = torchmetrics.MeanMetric(nan_strategy="disable")
         self.train_penalty = torchmetrics.MeanMetric(nan_strategy="disable")
+        # a regularizer that optimizes another loss (label smoothing) has it logged under its own name
+        replacing = [r for r in self.regularizers if r.replaces_loss]
+        self.objective_name = replacing[-1].train_loss_name if replacing else None
+        self.train_objective = torchmetrics.MeanMetric(nan_strategy="disable")
         self.test_loss = torchmetrics.MeanMetric(nan_strategy="disable")
         self.test_prefix = "test"  # run() sets test_best / test_last before each test pass
 
@@ -107,6 +111,12 @@ class RegularizedMLP(pl.LightningModule):
     def _preds(self, logits: torch.Tensor) -> torch.Tensor:
         return (logits > 0).long() if self.binary else logits.argmax(-1)
 
+    def _labels(self, y: torch.Tensor) -> torch.Tensor:
+        """Class ids of targets; soft targets (mixup: P(class 1), or (N, C) rows) count as their dominant class."""
+        if y.dim() == 2:
+            return y.argmax(-1)
+        return (y >= 0.5).long() if y.is_floating_point() else y.long()
+
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         # Lightning's generic walk over the (MultiHot, y) batch costs ~1 ms a step; on the CPU there is nothing to move.
         if device.type == "cpu":
@@ -121,10 +131,12 @@ class RegularizedMLP(pl.LightningModule):
         logits = self(x)
         loss = self.data_loss(logits, y)
         _add_batch_mean(self.train_loss, loss.detach(), len(y))
-        self.train_acc.update(self._preds(logits.detach()), y.long())
+        self.train_acc.update(self._preds(logits.detach()), self._labels(y))
         for r in self.regularizers:  # e.g. smoothed targets: optimized, while train/loss stays the data loss
             replaced = r.train_loss(self, logits, y)
             loss = loss if replaced is None else replaced
+        if self.objective_name is not None:
+            _add_batch_mean(self.train_objective, loss.detach(), len(y))
         if self.has_penalty:
             penalty = self.penalty()
             _add_batch_mean(self.train_penalty, penalty.detach(), len(y))
@@ -134,6 +146,7 @@ class RegularizedMLP(pl.LightningModule):
     def on_train_epoch_start(self) -> None:
         self.train_loss.reset()
         self.train_penalty.reset()
+        self.train_objective.reset()
         self.train_acc.reset()
 
     def train_epoch_metrics(self) -> dict[str, float]:
@@ -141,6 +154,8 @@ class RegularizedMLP(pl.LightningModule):
         out = {"train/loss": float(self.train_loss.compute()), "train/acc": float(self.train_acc.compute())}
         if self.has_penalty:
             out["train/penalty"] = float(self.train_penalty.compute())
+        if self.objective_name is not None:
+            out[self.objective_name] = float(self.train_objective.compute())
         return out
 
     def on_train_epoch_end(self) -> None:
@@ -179,8 +194,11 @@ class RegularizedMLP(pl.LightningModule):
         for r in self.regularizers:  # e.g. decoupled weight decay
             r.before_step(self, optimizer)
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        for r in self.regularizers:  # e.g. max-norm constraints, after the optimizer step
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """Lightning's step, then the regularizers' after_step hooks."""
+        super().optimizer_step(*args, **kwargs)
+        # e.g. max-norm constraints: right after the step, before any callback (weight averaging) reads the weights
+        for r in self.regularizers:
             r.after_step(self)
 
 

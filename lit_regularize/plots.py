@@ -26,6 +26,11 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 from lit_regularize.files import atomic_write
 
 NEAR_ZERO = 1e-3  # |w| below this counts as "pruned" in the sparsity figure (the notebooks' threshold)
+# log10|w| histograms start here: an L1 run's weights reach 1e-44 (float32's subnormals), which squeezed the useful
+# -5..0 into a sliver; everything smaller (exact zeros too) is counted in the first bin. Three decades below
+# NEAR_ZERO keeps "how far below the threshold" readable.
+LOG10_FLOOR = -6.0
+STAR_SIZE = 13  # points; stars closer than about one star width are moved apart sideways (_dodge)
 TB_WIDTH_PX = 1200  # width of figures logged to TensorBoard: text stays legible in its image panel
 
 
@@ -44,8 +49,11 @@ def mean_abs(w: torch.Tensor | np.ndarray) -> float:
 
 
 def linear_weights(state_dict: Mapping[str, torch.Tensor]) -> list[np.ndarray]:
-    """The Linear weight matrices of a RegularizedMLP state dict, in layer order (2-D `net.*.weight`)."""
-    return [v.detach().cpu().float().numpy() for k, v in state_dict.items()
+    """The Linear weight matrices of a RegularizedMLP state dict, in layer order (2-D `net.*.weight`; a
+    spectral-normed layer's as it computes with them)."""
+    from lit_regularize.regularizers.layers import effective_state_dict
+
+    return [v.detach().cpu().float().numpy() for k, v in effective_state_dict(state_dict).items()
             if k.startswith("net.") and k.endswith(".weight") and v.dim() == 2]
 
 
@@ -101,6 +109,64 @@ def epochs_phrase(histories: Sequence[Mapping[str, Sequence]]) -> str:
     return f"{lo}–{hi} epochs"
 
 
+def seeds_phrase(seeds: Sequence[Optional[int]]) -> str:
+    """'seed 7', 'seeds 7–11' (consecutive) or 'seeds 3, 7, 9': the seeds a figure shows."""
+    known = sorted({int(s) for s in seeds if s is not None})
+    if not known:
+        return "seed unknown"
+    if len(known) == 1:
+        return f"seed {known[0]}"
+    if known == list(range(known[0], known[-1] + 1)) and len(known) > 2:
+        return f"seeds {known[0]}–{known[-1]}"
+    return "seeds " + ", ".join(map(str, known))
+
+
+def _seeds_title(seeds: Optional[Mapping[str, Sequence[Optional[int]]]]) -> str:
+    """The seeds every run shows, for a title ('' when unknown); per run when they differ."""
+    if not seeds:
+        return ""
+    phrases = {label: seeds_phrase(v) for label, v in seeds.items()}
+    if len(set(phrases.values())) == 1:
+        return next(iter(phrases.values()))
+    return "; ".join(f"{label}: {p}" for label, p in phrases.items())
+
+
+def seed_bests(histories: Sequence[Mapping[str, Sequence]]) -> list[tuple[int, float]]:
+    """(1-based epoch, val loss) of each history's lowest finite val loss (its first, as summary.best_of)."""
+    out = []
+    for h in histories:
+        vals = [(v, i) for i, v in enumerate(_finite(x) for x in h.get("val_loss") or []) if math.isfinite(v)]
+        if vals:
+            v, i = min(vals)
+            out.append((i + 1, v))
+    return out
+
+
+def _dodge(xs: Sequence[float], ys: Sequence[float], xspan: float, yspan: float,
+           width: float = 0.04, height: float = 0.06) -> list[float]:
+    """x positions for markers at (xs, ys) such that none hides another: markers closer than `width` of xspan and
+    `height` of yspan (about one star at the figure's size) form a group, spread sideways around its centre."""
+    n = len(xs)
+    group = list(range(n))  # union of overlapping markers
+
+    def root(i: int) -> int:
+        while group[i] != i:
+            i = group[i]
+        return i
+    for i in range(n):
+        for j in range(i + 1, n):
+            if abs(xs[i] - xs[j]) < width * xspan and abs(ys[i] - ys[j]) < height * max(yspan, 1e-12):
+                group[root(j)] = root(i)
+    out = list(map(float, xs))
+    for r in {root(i) for i in range(n)}:
+        members = [i for i in range(n) if root(i) == r]
+        if len(members) > 1:
+            centre = float(np.mean([xs[i] for i in members]))
+            for k, i in enumerate(members):
+                out[i] = centre + (k - (len(members) - 1) / 2) * width * xspan
+    return out
+
+
 # -- figures -------------------------------------------------------------------------------------------------
 
 def _figure(ncols: int, nrows: int = 1, width: float = 6.0, height: float = 4.2) -> tuple[Figure, np.ndarray]:
@@ -135,13 +201,17 @@ def _legend_below(fig: Figure, handles: list, ncol_max: int = 4) -> None:
 
 
 def curves_figure(histories: Mapping[str, Sequence[Mapping[str, Sequence]]], title: str = "",
-                  epochs_note: Optional[str] = None) -> Figure:
-    """Learning curves of every run; `histories` maps a run label to its histories (one per seed).
+                  epochs_note: Optional[str] = None,
+                  seeds: Optional[Mapping[str, Sequence[Optional[int]]]] = None) -> Figure:
+    """Learning curves of every run; `histories` maps a run label to its histories (one per seed), `seeds` the
+    label to those runs' seeds (named in the title).
 
     Left: training loss (dashed) and validation loss (solid) in the run's colour on one axis, so the gap
-    between them (overfitting) is visible; ★ at the lowest validation loss; with several seeds the lines are
-    means and the validation loss has a ± 1 std band. Right: validation accuracy per run, same colours.
-    The title ends with the epochs the runs actually ran ("20 epochs", "3–20 epochs"), plus `epochs_note`.
+    between them (overfitting) is visible; with several seeds the lines are means and the validation loss has a
+    ± 1 std band. ★ = the best epoch as the tables define it: each seed's epoch of lowest validation loss and that
+    loss, averaged over seeds (one seed: its own minimum); stars that would hide each other are moved sideways.
+    Right: training (dashed) and validation accuracy per run, same colours. The title ends with the epochs the
+    runs actually ran ("20 epochs", "3–20 epochs"), `epochs_note`, and the seeds shown.
     """
     fig, (ax_loss, ax_acc) = _figure(2, width=6.0, height=4.4)
     ax_loss.set_gid("loss")
@@ -149,47 +219,20 @@ def curves_figure(histories: Mapping[str, Sequence[Mapping[str, Sequence]]], tit
     labels = list(histories)
     colors = _colors(len(labels))
     run_handles = []
+    stars: list[tuple[str, str, float, float]] = []  # (label, colour, mean best epoch, mean best val loss)
     most_seeds = 0
     last_epoch = 0
     for label, color in zip(labels, colors):
         runs = list(histories[label])
-        seeds = len(runs)
-        most_seeds = max(most_seeds, seeds)
+        most_seeds = max(most_seeds, len(runs))
         last_epoch = max([last_epoch] + [epochs_run(h) for h in runs])
-        # validation loss first: a run's first line is its validation curve
-        epochs, val, std = curve_band([h.get("val_loss") or [] for h in runs])
-        summary = label if seeds == 1 else f"{label} (mean of {seeds} seeds)"
-        if len(epochs) and np.any(np.isfinite(val)):
-            ax_loss.plot(epochs, val, color=color, linestyle="-", marker="o", markersize=3, linewidth=1.8,
-                         label=f"{label}: val loss")
-            if seeds > 1:
-                ax_loss.fill_between(epochs, val - std, val + std, color=color, alpha=0.18, linewidth=0)
-            best = int(np.nanargmin(val))
-            ax_loss.plot([epochs[best]], [val[best]], color=color, linestyle="none", marker="*", markersize=15,
-                         markeredgecolor="k", zorder=5, label=f"{label}: best epoch")
-            summary += f" — best epoch {int(epochs[best])}, val loss {val[best]:.3f}"
-        t_epochs, train, _ = curve_band([h.get("train_loss") or [] for h in runs])
-        if len(t_epochs) and np.any(np.isfinite(train)):
-            ax_loss.plot(t_epochs, train, color=color, linestyle="--", linewidth=1.5, label=f"{label}: train loss",
-                         marker="o" if len(t_epochs) == 1 else "None", markersize=3)  # one epoch: a dot
-        ta_epochs, train_acc, _ = curve_band([h.get("train_acc") or [] for h in runs])
-        if len(ta_epochs) and np.any(np.isfinite(train_acc)):
-            ax_acc.plot(ta_epochs, train_acc, color=color, linestyle="--", linewidth=1.5, label=f"{label}: train acc",
-                        marker="o" if len(ta_epochs) == 1 else "None", markersize=3)
-        a_epochs, acc, acc_std = curve_band([h.get("val_acc") or [] for h in runs])
-        if len(a_epochs) and np.any(np.isfinite(acc)):
-            ax_acc.plot(a_epochs, acc, color=color, linestyle="-", marker="o", markersize=3, linewidth=1.8,
-                        label=f"{label}: val acc")
-            if seeds > 1:
-                ax_acc.fill_between(a_epochs, acc - acc_std, acc + acc_std, color=color, alpha=0.18, linewidth=0)
-            if len(epochs) and np.any(np.isfinite(val)):
-                at = np.flatnonzero(a_epochs == epochs[best])
-                if at.size and math.isfinite(acc[at[0]]):
-                    summary += f", acc {acc[at[0]]:.1%}"
+        summary = _plot_run(ax_loss, ax_acc, label, color, runs, stars)
         run_handles.append(Line2D([], [], color=color, linewidth=3, label=summary))
+    moved = _draw_stars(ax_loss, stars, last_epoch)
     band = "\nlines: mean over seeds, shaded: ± 1 std" if most_seeds > 1 else ""
-    ax_loss.set_title("loss: training (dashed, data term) vs validation (solid)\n★ = best epoch (lowest val loss)"
-                      + band, fontsize=10)
+    star = ("★ = best epoch (lowest val loss; with seeds: mean of each seed's best)" if most_seeds > 1
+            else "★ = best epoch (lowest val loss)") + (", ★ side by side where they met" if moved else "")
+    ax_loss.set_title("loss: training (dashed, data term) vs validation (solid)\n" + star + band, fontsize=10)
     ax_loss.set_ylabel("loss")
     ax_acc.set_title("accuracy: training (dashed) vs validation (solid)" + band, fontsize=10)
     ax_acc.set_ylabel("accuracy")
@@ -198,120 +241,223 @@ def curves_figure(histories: Mapping[str, Sequence[Mapping[str, Sequence]]], tit
         _epoch_axis(ax, last_epoch)
     _legend_below(fig, run_handles, ncol_max=2)
     every = [h for runs in histories.values() for h in runs]
-    when = epochs_phrase(every) + (f", {epochs_note}" if epochs_note else "")
+    when = ", ".join(x for x in (epochs_phrase(every), epochs_note, _seeds_title(seeds)) if x)
     fig.suptitle(f"{title} ({when})" if title else when, fontsize=13)
     return fig
+
+
+def _plot_run(ax_loss: Any, ax_acc: Any, label: str, color: str, runs: Sequence[Mapping[str, Sequence]],
+              stars: list) -> str:
+    """One run's curves (mean over its seeds); appends its best-epoch star; returns its legend text."""
+    seeds = len(runs)
+    summary = label if seeds == 1 else f"{label} (mean of {seeds} seeds)"
+    epochs, val, std = curve_band([h.get("val_loss") or [] for h in runs])
+    if len(epochs) and np.any(np.isfinite(val)):
+        ax_loss.plot(epochs, val, color=color, linestyle="-", marker="o", markersize=3, linewidth=1.8,
+                     label=f"{label}: val loss")
+        if seeds > 1:
+            ax_loss.fill_between(epochs, val - std, val + std, color=color, alpha=0.18, linewidth=0)
+    bests = seed_bests(runs)
+    if bests:
+        best_epoch, best_val = float(np.mean([e for e, _ in bests])), float(np.mean([v for _, v in bests]))
+        stars.append((label, color, best_epoch, best_val))
+        shown = f"{best_epoch:.0f}" if len(bests) == 1 else f"{best_epoch:.1f}"
+        summary += f" — best epoch {shown}, val loss {best_val:.3f}"
+        accs = [_value_at(h.get("val_acc"), e) for h in runs for e, _ in seed_bests([h])]
+        if all(math.isfinite(a) for a in accs):
+            summary += f", acc {np.mean(accs):.1%}"
+    t_epochs, train, _ = curve_band([h.get("train_loss") or [] for h in runs])
+    if len(t_epochs) and np.any(np.isfinite(train)):
+        ax_loss.plot(t_epochs, train, color=color, linestyle="--", linewidth=1.5, label=f"{label}: train loss",
+                     marker="o" if len(t_epochs) == 1 else "None", markersize=3)  # one epoch: a dot
+    ta_epochs, train_acc, _ = curve_band([h.get("train_acc") or [] for h in runs])
+    if len(ta_epochs) and np.any(np.isfinite(train_acc)):
+        ax_acc.plot(ta_epochs, train_acc, color=color, linestyle="--", linewidth=1.5, label=f"{label}: train acc",
+                    marker="o" if len(ta_epochs) == 1 else "None", markersize=3)
+    a_epochs, acc, acc_std = curve_band([h.get("val_acc") or [] for h in runs])
+    if len(a_epochs) and np.any(np.isfinite(acc)):
+        ax_acc.plot(a_epochs, acc, color=color, linestyle="-", marker="o", markersize=3, linewidth=1.8,
+                    label=f"{label}: val acc")
+        if seeds > 1:
+            ax_acc.fill_between(a_epochs, acc - acc_std, acc + acc_std, color=color, alpha=0.18, linewidth=0)
+    return summary
+
+
+def _value_at(values: Optional[Sequence], epoch: int) -> float:
+    """values[epoch - 1] as a finite float, NaN when missing."""
+    return _finite(values[epoch - 1]) if values and len(values) >= epoch else float("nan")
+
+
+def _draw_stars(ax: Any, stars: Sequence[tuple[str, str, float, float]], last_epoch: int) -> bool:
+    """The best-epoch stars, moved sideways where two would hide each other (the legend has the exact epoch);
+    whether any was moved."""
+    if not stars:
+        return False
+    ys = [y for *_, y in stars]
+    lines = [ln.get_ydata() for ln in ax.lines]
+    finite = [float(v) for ydata in lines for v in np.asarray(ydata, dtype=float) if math.isfinite(v)] + ys
+    xs = _dodge([x for _, _, x, _ in stars], ys, max(last_epoch, 1), max(finite) - min(finite))
+    for (label, color, _, y), x in zip(stars, xs):
+        ax.plot([x], [y], color=color, linestyle="none", marker="*", markersize=STAR_SIZE, markeredgecolor="k",
+                zorder=5, label=f"{label}: best epoch")
+    return any(x != star[2] for x, star in zip(xs, stars))
 
 
 def _layer_names(n: int) -> list[str]:
     return [f"Linear layer {i + 1}" for i in range(n - 1)] + ["output layer"] if n else []
 
 
-def weights_figure(weights: Mapping[str, Sequence[np.ndarray]], bins: int = 80,
-                   which: str = "best checkpoint") -> Figure:
+def weights_figure(weights: Mapping[str, Sequence[Sequence[np.ndarray]]], bins: int = 80,
+                   which: str = "best checkpoint",
+                   seeds: Optional[Mapping[str, Sequence[Optional[int]]]] = None) -> Figure:
     """One row per Linear layer (layer 1 at the top, output layer last), runs overlaid in their colours.
 
-    Left column: histogram of the weights (% of the layer's weights per bin, log scale), bins shared by the
-    runs. Right column: histogram of log10 |w| with the near-zero threshold marked, which shows how many weights
-    a penalty pushed to (almost) zero. Runs with fewer layers leave middle rows out; output layers share the
-    last row. `which` names the weights shown (subtitle), e.g. "best checkpoint" or "last epoch".
+    `weights` maps a run label to its seeds' weights (one list of layer matrices per seed); every seed is shown:
+    a run's histogram pools its seeds' weights (% of all of them). Left column: histogram of the weights (log
+    scale for big layers), bins shared by the runs. Right column: histogram of log10 |w| clipped at LOG10_FLOOR
+    (the first bin holds every smaller |w|, exact zeros included) with the near-zero threshold marked. Runs with
+    fewer layers leave middle rows out; output layers share the last row. `which` names the weights shown, the
+    seeds are named in the title.
     """
     labels = list(weights)
-    n_rows = max((len(ws) for ws in weights.values()), default=0) or 1
+    pooled = {lab: _pool_layers(weights[lab]) for lab in labels}
+    n_rows = max((len(ws) for ws in pooled.values()), default=0) or 1
     names = _layer_names(n_rows)
     colors = dict(zip(labels, _colors(len(labels))))
     fig, axes = _figure(2, n_rows, width=6.0, height=2.9)
     axes = axes.reshape(n_rows, 2)
 
-    rows: list[list[tuple[str, np.ndarray]]] = [[] for _ in range(n_rows)]  # (run, weight matrix) per row
+    rows: list[list[tuple[str, tuple[int, ...], np.ndarray]]] = [[] for _ in range(n_rows)]  # (run, shape, values)
     for lab in labels:
-        ws = list(weights[lab])
-        for k, w in enumerate(ws):
-            rows[n_rows - 1 if k == len(ws) - 1 else k].append((lab, np.asarray(w, dtype=np.float64)))
-
+        ws = pooled[lab]
+        for k, (shape, values) in enumerate(ws):
+            rows[n_rows - 1 if k == len(ws) - 1 else k].append((lab, shape, values))
     for row in range(n_rows):
-        ax_w, ax_log = axes[row]
-        ax_w.set_gid(f"{names[row]}: w")
-        ax_log.set_gid(f"{names[row]}: log10|w|")
-        # shapes as in → out (a Linear weight is stored out × in)
-        shapes = list(dict.fromkeys(f"{w.shape[-1]}→{w.shape[0]}" if w.ndim == 2 else str(w.shape)
-                                    for _, w in rows[row]))
-        sizes = list(dict.fromkeys(f"{w.size:,}" for _, w in rows[row]))
-        members = [(lab, w.ravel()) for lab, w in rows[row]]
-        biggest = max((v.size for _, v in members), default=0)
-        row_bins = int(np.clip(2 * math.sqrt(biggest), 10, bins))  # a 16-weight layer gets 10 bins, not 80
-        lim = max((float(np.abs(v).max()) for _, v in members if v.size), default=1.0) or 1.0
-        edges = np.linspace(-lim, lim, row_bins + 1)
-        finite_logs = [np.log10(np.abs(v[v != 0])) for _, v in members if np.any(v != 0)]
-        lo = min(min((float(x.min()) for x in finite_logs if x.size), default=-4.0), math.log10(NEAR_ZERO) - 1)
-        hi = max((float(x.max()) for x in finite_logs if x.size), default=0.0)
-        log_edges = np.linspace(math.floor(lo), math.ceil(hi + 1e-9), row_bins + 1)
-        for lab, v in members:
-            if not v.size:
-                continue
-            pct = np.full(v.size, 100.0 / v.size)  # % of this layer's weights, so different widths compare
-            counts, _ = np.histogram(v, bins=edges, weights=pct)
-            ax_w.stairs(counts, edges, color=colors[lab], linewidth=1.6, label=lab)
-            nz = v[v != 0]
-            log_counts, _ = np.histogram(np.log10(np.abs(nz)), bins=log_edges, weights=pct[:nz.size])
-            ax_log.stairs(log_counts, log_edges, color=colors[lab], linewidth=1.6,
-                          label=f"{lab}: {near_zero_fraction(v):.1%} below {NEAR_ZERO:g}")
-        if biggest >= 1000:  # tails of a big layer only show on a log scale
-            ax_w.set_yscale("log")
-            ax_w.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
-            ax_w.set_ylabel("% of weights (log scale)")
-        else:
-            ax_w.set_ylabel("% of weights")
-        ax_w.set_xlabel("weight w")
-        ax_w.set_title(f"{names[row]} ({' / '.join(shapes)}: {' / '.join(sizes)} weights)", fontsize=10,
-                       loc="left")
-        ax_log.axvline(math.log10(NEAR_ZERO), color="k", linestyle=":", linewidth=1.2, gid="vline")
-        ax_log.set_xlabel(f"log10 |w|   (dotted: |w| = {NEAR_ZERO:g}; exact zeros not shown)")
-        ax_log.set_ylabel("% of weights")
-        ax_log.set_title(f"{names[row]}: magnitude", fontsize=10, loc="left")
-        if members:
-            ax_log.legend(fontsize=8, loc="best", framealpha=0.85)
-        for ax in (ax_w, ax_log):
-            ax.grid(alpha=0.3)
+        _weights_row(axes[row], names[row], rows[row], colors, bins)
     _legend_below(fig, [Line2D([], [], color=colors[lab], linewidth=3, label=lab) for lab in labels], ncol_max=6)
-    fig.suptitle(f"weight distributions per layer — {which}", fontsize=13)
+    shown = _seeds_title(seeds)
+    most = max((len(v) for v in weights.values()), default=0)
+    pooled_note = f", {most} seeds pooled per run" if most > 1 else ""
+    fig.suptitle(f"weight distributions per layer — {which}" + (f" ({shown}{pooled_note})" if shown else ""),
+                 fontsize=13)
     return fig
 
 
-def sparsity_figure(stats: Mapping[str, Mapping[str, float]], which: str = "best checkpoint") -> Figure:
+def _pool_layers(runs: Sequence[Sequence[np.ndarray]]) -> list[tuple[tuple[int, ...], np.ndarray]]:
+    """Per layer: (one seed's shape, every seed's weights of that layer as one flat float64 array)."""
+    n = max((len(ws) for ws in runs), default=0)
+    out = []
+    for k in range(n):
+        layer = [np.asarray(ws[k], dtype=np.float64) for ws in runs if len(ws) > k]
+        out.append((layer[0].shape, np.concatenate([w.ravel() for w in layer])))
+    return out
+
+
+def _weights_row(axes: Sequence[Any], name: str, members: Sequence[tuple[str, tuple[int, ...], np.ndarray]],
+                 colors: Mapping[str, str], bins: int) -> None:
+    """One layer's row: histogram of w (left) and of log10 |w| clipped at LOG10_FLOOR (right)."""
+    ax_w, ax_log = axes
+    ax_w.set_gid(f"{name}: w")
+    ax_log.set_gid(f"{name}: log10|w|")
+    # shapes as in → out (a Linear weight is stored out × in); sizes of one seed's layer
+    shapes = list(dict.fromkeys(f"{s[-1]}→{s[0]}" if len(s) == 2 else str(s) for _, s, _ in members))
+    sizes = list(dict.fromkeys(f"{int(np.prod(s)):,}" for _, s, _ in members))
+    biggest = max((int(np.prod(s)) for _, s, _ in members), default=0)
+    row_bins = int(np.clip(2 * math.sqrt(biggest), 10, bins))  # a 16-weight layer gets 10 bins, not 80
+    lim = max((float(np.abs(v).max()) for _, _, v in members if v.size), default=1.0) or 1.0
+    edges = np.linspace(-lim, lim, row_bins + 1)
+    log_edges = _log_edges([v for _, _, v in members], row_bins)
+    for lab, _, v in members:
+        if not v.size:
+            continue
+        pct = np.full(v.size, 100.0 / v.size)  # % of this run's weights of the layer, so different widths compare
+        counts, _ = np.histogram(v, bins=edges, weights=pct)
+        ax_w.stairs(counts, edges, color=colors[lab], linewidth=1.6, label=lab)
+        log_counts, _ = np.histogram(clipped_log10(v), bins=log_edges, weights=pct)
+        ax_log.stairs(log_counts, log_edges, color=colors[lab], linewidth=1.6,
+                      label=f"{lab}: {near_zero_fraction(v):.1%} below {NEAR_ZERO:g}")
+    if biggest >= 1000:  # tails of a big layer only show on a log scale
+        ax_w.set_yscale("log")
+        ax_w.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
+        ax_w.set_ylabel("% of weights (log scale)")
+    else:
+        ax_w.set_ylabel("% of weights")
+    ax_w.set_xlabel("weight w")
+    ax_w.set_title(f"{name} ({' / '.join(shapes)}: {' / '.join(sizes)} weights)", fontsize=10, loc="left")
+    ax_log.axvline(math.log10(NEAR_ZERO), color="k", linestyle=":", linewidth=1.2, gid="vline")
+    ax_log.set_xlabel(f"log10 |w|   (dotted: |w| = {NEAR_ZERO:g}; clipped at {LOG10_FLOOR:g}: the first bin "
+                      f"holds every |w| < 1e{LOG10_FLOOR:.0f}, zeros too)", fontsize=8)
+    ax_log.set_ylabel("% of weights")
+    ax_log.set_title(f"{name}: magnitude", fontsize=10, loc="left")
+    if members:
+        ax_log.legend(fontsize=8, loc="best", framealpha=0.85)
+    for ax in (ax_w, ax_log):
+        ax.grid(alpha=0.3)
+
+
+def clipped_log10(w: np.ndarray, floor: float = LOG10_FLOOR) -> np.ndarray:
+    """log10 |w| with everything below 10**floor (exact zeros included) set to floor."""
+    a = np.abs(np.asarray(w, dtype=np.float64))
+    with np.errstate(divide="ignore"):
+        return np.maximum(np.log10(a), floor)
+
+
+def _log_edges(values: Sequence[np.ndarray], n_bins: int) -> np.ndarray:
+    """Shared log10 |w| bin edges: from the floor (or the smallest |w|, if larger; never above one decade under
+    NEAR_ZERO) to the largest |w|, in whole decades."""
+    logs = [clipped_log10(v) for v in values if v.size]
+    lo = min((float(x.min()) for x in logs), default=math.log10(NEAR_ZERO) - 1)
+    lo = min(max(lo, LOG10_FLOOR), math.log10(NEAR_ZERO) - 1)
+    hi = max((float(x.max()) for x in logs), default=0.0)
+    return np.linspace(math.floor(lo), max(math.ceil(hi + 1e-9), math.floor(lo) + 1), n_bins + 1)
+
+
+def sparsity_figure(stats: Mapping[str, Sequence[Mapping[str, float]]], which: str = "best checkpoint",
+                    seeds: Optional[Mapping[str, Sequence[Optional[int]]]] = None) -> Figure:
     """Left: % of weights with |w| < 1e-3 (axis and bar labels in %); right: mean |w|; first layer and all
-    Linear layers per run. `stats` maps a run label to `weight_stats` (fractions 0..1)."""
+    Linear layers per run. `stats` maps a run label to its seeds' `weight_stats` (fractions 0..1): bars are the
+    mean over seeds, dots each seed; the seeds are named in the title."""
     labels = list(stats)
     fig, (ax_pct, ax_abs) = _figure(2, width=max(4.5, 1.0 * len(labels) + 2.5), height=4.4)
     ax_pct.set_gid("near zero %")
     ax_abs.set_gid("mean |w|")
     x = np.arange(len(labels))
     parts = (("first", "first layer", "C0"), ("all", "all Linear layers", "C1"))
+    tops = {ax_pct: 0.0, ax_abs: 0.0}
     for k, (key, name, color) in enumerate(parts):
-        pct = [100.0 * _finite(stats[lab].get(f"near_zero_{key}")) for lab in labels]
-        bars = ax_pct.bar(x + (k - 0.5) * 0.38, pct, width=0.38, color=color, label=name)
-        ax_pct.bar_label(bars, labels=[f"{v:.1f}%" if math.isfinite(v) else "–" for v in pct], fontsize=8,
-                         padding=2)
-        mabs = [_finite(stats[lab].get(f"mean_abs_w_{key}")) for lab in labels]
-        bars = ax_abs.bar(x + (k - 0.5) * 0.38, mabs, width=0.38, color=color, label=name)
-        ax_abs.bar_label(bars, labels=[f"{v:.3g}" if math.isfinite(v) else "–" for v in mabs], fontsize=8,
-                         padding=2)
-    top = max((100.0 * _finite(stats[lab].get(f"near_zero_{key}")) for lab in labels for key in ("first", "all")
-               if math.isfinite(_finite(stats[lab].get(f"near_zero_{key}")))), default=0.0)
-    ax_pct.set_ylim(0, min(105.0, max(5.0, 1.18 * top)))
+        for ax, stat, scale, spec in ((ax_pct, f"near_zero_{key}", 100.0, "{:.1f}%"),
+                                      (ax_abs, f"mean_abs_w_{key}", 1.0, "{:.3g}")):
+            per_seed = [[scale * _finite(st.get(stat)) for st in stats[lab]] for lab in labels]
+            means = [float(np.nanmean(v)) if any(map(math.isfinite, v)) else math.nan for v in per_seed]
+            xs = x + (k - 0.5) * 0.38
+            ax.bar(xs, means, width=0.38, color=color, label=name)
+            for xi, mean, values in zip(xs, means, per_seed):  # the mean above the bar and above its seeds' dots
+                top = max([v for v in values + [mean] if math.isfinite(v)], default=0.0)
+                ax.annotate(spec.format(mean) if math.isfinite(mean) else "–", (xi, top), xytext=(0, 3),
+                            textcoords="offset points", ha="center", va="bottom", fontsize=8)
+            if max(map(len, per_seed), default=0) > 1:  # each seed as a dot on its run's bar
+                ax.plot([xi for xi, v in zip(xs, per_seed) for _ in v], [y for v in per_seed for y in v],
+                        linestyle="none", marker="o", markersize=3.5, markerfacecolor="white", markeredgecolor="k",
+                        zorder=4, label=f"{name}: each seed")
+            tops[ax] = max([tops[ax]] + [v for vs in per_seed for v in vs if math.isfinite(v)])
+    ax_pct.set_ylim(0, min(108.0, max(5.0, 1.18 * tops[ax_pct])))
     ax_pct.yaxis.set_major_formatter(PercentFormatter(xmax=100.0, decimals=0))
     ax_pct.set_ylabel(f"% of weights with |w| < {NEAR_ZERO:g}")
     ax_pct.set_title(f"near-zero weights (|w| < {NEAR_ZERO:g})", fontsize=11)
-    top_abs = max((v for lab in labels for key in ("first", "all")
-                   for v in [_finite(stats[lab].get(f"mean_abs_w_{key}"))] if math.isfinite(v)), default=0.0)
-    ax_abs.set_ylim(0, 1.18 * top_abs if top_abs > 0 else 1.0)
+    ax_abs.set_ylim(0, 1.18 * tops[ax_abs] if tops[ax_abs] > 0 else 1.0)
     ax_abs.set_ylabel("mean |w|")
     ax_abs.set_title("mean |w|", fontsize=11)
     for ax in (ax_pct, ax_abs):
         ax.set_xticks(x, labels, rotation=20 if max((len(s) for s in labels), default=0) > 10 else 0)
         ax.grid(alpha=0.3, axis="y")
-    _legend_below(fig, [Patch(color=c, label=name) for _, name, c in parts])
-    fig.suptitle(f"weight sparsity — {which}", fontsize=13)
+    handles = [Patch(color=c, label=name) for _, name, c in parts]
+    most = max((len(v) for v in stats.values()), default=0)
+    if most > 1:
+        handles.append(Line2D([], [], linestyle="none", marker="o", markerfacecolor="white", markeredgecolor="k",
+                              label="one seed (bar: mean over seeds)"))
+    _legend_below(fig, handles)
+    shown = _seeds_title(seeds)
+    fig.suptitle(f"weight sparsity — {which}" + (f" ({shown})" if shown else ""), fontsize=13)
     return fig
 
 
@@ -404,7 +550,7 @@ def plotted_series(fig: Figure) -> dict[str, Any]:
         texts = [t.get_text() for t in ax.texts]
         bar_sets = list(info["bars"].values())
         per = len(bar_sets[0]["heights"]) if bar_sets else 0
-        for k, b in enumerate(bar_sets):  # bar_label adds one text per bar, container by container
+        for k, b in enumerate(bar_sets):  # one label per bar, container by container
             b["texts"] = texts[k * per:(k + 1) * per]
         from matplotlib.collections import PolyCollection
         info["bands"] = sum(isinstance(c, PolyCollection) for c in ax.collections)
@@ -452,6 +598,7 @@ def log_figures(log_dir: str | Path, figures: Mapping[str, Figure], step: int = 
         writer.close()
 
 
-__all__ = ["NEAR_ZERO", "TB_WIDTH_PX", "near_zero_fraction", "mean_abs", "linear_weights", "checkpoint_weights",
+__all__ = ["NEAR_ZERO", "LOG10_FLOOR", "TB_WIDTH_PX", "seeds_phrase", "seed_bests", "clipped_log10",
+           "near_zero_fraction", "mean_abs", "linear_weights", "checkpoint_weights",
            "weight_stats", "curve_band", "epochs_run", "epochs_phrase", "curves_figure", "weights_figure",
            "sparsity_figure", "fold_figure", "plotted_series", "save_figure", "figure_array", "log_figures"]

@@ -2,7 +2,7 @@
 
 Every experiment is a shipped comparison study (or k-fold) run over several seeds; the result is one self-contained
 HTML page (figures embedded) and its Markdown twin, with each experiment's figure, its table with intervals and
-verdicts (as `compare` writes them) and the notebooks' reference numbers beside ours (configs/reference_results.yaml,
+verdicts (as `compare` writes them) and the notebooks' reference numbers beside ours (configs/reference/results.yaml,
 shipped with the package: users do not have the project's REFERENCE_RESULTS.md). `--quick` fits a classroom:
 fewer epochs and seeds, a few minutes on 2 CPU cores.
 """
@@ -33,7 +33,7 @@ class Experiment:
     study: Optional[str]
     settings: dict[str, Any] = field(default_factory=dict)  # applied to every run
     quick: dict[str, Any] = field(default_factory=dict)  # added under --quick
-    reference: Optional[str] = None  # key in configs/reference_results.yaml
+    reference: Optional[str] = None  # key in configs/reference/results.yaml
 
 
 EXPERIMENTS: tuple[Experiment, ...] = (
@@ -60,8 +60,8 @@ SEEDS, QUICK_SEEDS = 3, 2
 
 
 def reference_results() -> dict[str, Any]:
-    """The notebooks' numbers shipped with the package (configs/reference_results.yaml)."""
-    return yaml.safe_load((configs_dir() / "reference_results.yaml").read_text()) or {}
+    """The notebooks' numbers shipped with the package (configs/reference/results.yaml)."""
+    return yaml.safe_load((configs_dir() / "reference" / "results.yaml").read_text()) or {}
 
 
 @dataclass

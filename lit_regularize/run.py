@@ -8,7 +8,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import copy
-import logging
 import os
 import signal
 import sys
@@ -22,14 +21,14 @@ import pytorch_lightning as pl
 from lit_regularize.callbacks import History, InterruptReason
 from lit_regularize.config import Config
 from lit_regularize.data.base import SplitDataModule
-from lit_regularize.data.own import write_artifacts
 from lit_regularize.errors import ConfigError, RunInterrupted, UserError
 from lit_regularize.files import WriteFailed, write_failure
-from lit_regularize.regularizers import MODEL, settings_of
+from lit_regularize.regularizers import MODEL, enabled_settings, settings_of
 from lit_regularize.model import RegularizedMLP, count_parameters, layer_summary
 from lit_regularize.rundir import RunDir
+from lit_regularize.stats import overfitting
 from lit_regularize.summary import RunSummary, best_of
-from lit_regularize.trainer import RunLogger, callback, make_callbacks, make_trainer
+from lit_regularize.trainer import TEST_PREFIX, RunLogger, callback, make_callbacks, make_trainer, quiet_lightning
 
 # The settings shown as TensorBoard HParams: what describes the experiment (plus what a study searched).
 HPARAM_KEYS = ("data", "reg", "hidden", "layers", "l1", "l2", "dropout", "batchnorm", "optimizer", "lr",
@@ -43,23 +42,12 @@ class Terminated(BaseException):
 
 
 def build_datamodule(cfg: Config) -> SplitDataModule:
-    """The DataModule of cfg.data with its own arguments."""
+    """The DataModule of cfg.data: its kind (lit_regularize.data.kinds) maps its own settings, the split's are
+    every DataModule's."""
     split = dict(batch_size=cfg.batch_size, val_size=cfg.val_size, train_size=cfg.train_size,
                  val_on_test=cfg.val_on_test, kfold=cfg.kfold, fold=cfg.fold, merge_val=cfg.merge_val, seed=cfg.seed,
                  shuffle=cfg.shuffle, num_workers=cfg.num_workers)
-    if cfg.data == "imdb":
-        from lit_regularize.data.imdb import IMDBDataModule
-
-        return IMDBDataModule(cfg.resolved_data_dir(), num_words=cfg.num_words, dense=cfg.input_format == "dense",
-                              **split)
-    if cfg.data in ("mnist", "fashion_mnist"):
-        from lit_regularize.data.mnist import MNISTDataModule
-
-        return MNISTDataModule(cfg.resolved_data_dir(), name=cfg.data, n_per_class=cfg.n_per_class,  # type: ignore
-                               augment=cfg.augment, hflip=cfg.hflip, **split)
-    from lit_regularize.data.custom import custom_datamodule
-
-    return custom_datamodule(cfg, split)
+    return cfg.kind.datamodule(cfg, split)
 
 
 def build_model(cfg: Config, n_features: int, n_classes: int) -> RegularizedMLP:
@@ -176,10 +164,12 @@ def check_batchnorm(cfg: Config, dm: SplitDataModule) -> None:
 
 def run(cfg: Config, extra_callbacks: Sequence[pl.Callback] = (), resume: Optional[RunDir] = None,
         datamodule: Optional[SplitDataModule] = None, evaluate_test: bool = True,
-        hparam_keys: Sequence[str] = (), save_last: bool = True) -> RunSummary:
+        hparam_keys: Sequence[str] = (), save_last: bool = True,
+        shown_models: Optional[set[str]] = None) -> RunSummary:
     """Fit cfg, test the best and last weights (unless evaluate_test is False), write summary.json; return it.
 
     save_last=False writes no checkpoints/last.ckpt (the run cannot be resumed; its best checkpoint is kept).
+    shown_models: model tables printed already (a comparison prints each distinct model once); None: print it.
 
     Bad input fails before any folder exists. The run folder is locked while the run lasts: a resume of a run that
     is still going (or a second resume) is one error line. Every way out (done, Ctrl-C, SIGTERM, a full or
@@ -199,12 +189,12 @@ def run(cfg: Config, extra_callbacks: Sequence[pl.Callback] = (), resume: Option
         model = build_model(cfg, dm.n_features, dm.n_classes)
         rundir = resume or held.enter_context(_holding(_new_run_dir(cfg)))
         return _train(cfg, dm, model, rundir, t_start, extra_callbacks, resume is not None, evaluate_test,
-                      hparam_keys, save_last)
+                      hparam_keys, save_last, shown_models)
 
 
 def _train(cfg: Config, dm: SplitDataModule, model: RegularizedMLP, rundir: RunDir, t_start: float,
            extra_callbacks: Sequence[pl.Callback], resuming: bool, evaluate_test: bool, hparam_keys: Sequence[str],
-           save_last: bool) -> RunSummary:
+           save_last: bool, shown_models: Optional[set[str]] = None) -> RunSummary:
     """run() in its (locked) run folder: fit, test, summary.json on every way out."""
     if resuming:  # wall_time counts every session of the run, not only this one
         with contextlib.suppress(Exception):
@@ -231,10 +221,14 @@ def _train(cfg: Config, dm: SplitDataModule, model: RegularizedMLP, rundir: RunD
                 rundir.write_config(cfg)
                 if not resuming:
                     rundir.write_split(dm.split_record())
-                    write_artifacts(dm, rundir.path)  # e.g. an own text folder's word index, for predict
+                    rundir.write_artifacts(dm.artifacts())  # what predict needs, e.g. a text folder's word index
                 summary.write()
                 if cfg.progress:
-                    print(f"{rundir.path}\n{layer_summary(model)}")
+                    table = layer_summary(model)
+                    print(rundir.path if shown_models is not None and table in shown_models else
+                          f"{rundir.path}\n{table}")
+                    if shown_models is not None:
+                        shown_models.add(table)
             os.environ[RUN_DIR_ENV] = str(rundir.path)
             ckpt = str(rundir.last_checkpoint) if resuming else None
             with signals.lightning():
@@ -250,13 +244,16 @@ def _train(cfg: Config, dm: SplitDataModule, model: RegularizedMLP, rundir: RunD
             _note_missing_best(summary, best, dm.has_validation, rundir, zero)
             if evaluate_test:
                 with signals.lightning():
-                    summary.test = {"last": _test(trainer, model, dm, None, "test_last", summary.epochs_run)}
+                    summary.test = {"last": _test(trainer, model, dm, None, TEST_PREFIX["last"],
+                                                  summary.epochs_run)}
                     if best is not None:
-                        summary.test["best"] = _test(trainer, model, dm, str(best), "test_best", summary.best_epoch)
+                        summary.test["best"] = _test(trainer, model, dm, str(best), TEST_PREFIX["best"],
+                                                     summary.best_epoch)
                     elif not dm.has_validation:  # nothing validated: the last weights are the run's chosen ones
                         summary.test["best"] = summary.test["last"]
             summary.status, summary.exit_code, summary.wall_time = "completed", 0, time.perf_counter() - t_start
             if zero:
+                _log_overfitting(logger, summary)
                 _log_hparams(logger, cfg, summary, hparam_keys, again=resuming and _has_hparams_record(rundir.path))
                 logger.finalize("success")
                 summary.write()
@@ -352,6 +349,7 @@ def _fill(summary: RunSummary, cfg: Config, trainer: pl.Trainer, history: dict[s
     summary.epochs_run = len(history["epoch"])
     summary.global_step = trainer.global_step
     summary.best_epoch, summary.best_val_loss, summary.best_val_acc = best_of(history)
+    summary.overfitting = overfitting(history, summary.best_epoch)
     if non_finite:
         summary.stop_reason = "non_finite_loss"
     elif summary.epochs_run < cfg.max_epochs and trainer.should_stop:
@@ -361,22 +359,37 @@ def _fill(summary: RunSummary, cfg: Config, trainer: pl.Trainer, history: dict[s
     summary.wall_time = time.perf_counter() - t_start
 
 
+# TensorBoard's landing page opens the first two tag groups by name (train/, val/: docs/training.md): a group
+# named `overfitting/` would open before the curves, and val/ holds per-epoch curves; `val_overfitting` sorts
+# right after val/ ("/" before letters).
+OVERFITTING_PREFIX = "val_overfitting"
+
+
+def _log_overfitting(logger: RunLogger, summary: RunSummary) -> None:
+    """The run's overfitting numbers (summary.overfitting) as `val_overfitting/...` scalars at its last epoch."""
+    numbers = {f"{OVERFITTING_PREFIX}/{k}": float(v) for k, v in (summary.overfitting or {}).items()
+               if v is not None}
+    if numbers and summary.epochs_run:
+        logger.log_metrics(numbers, step=summary.epochs_run)
+
+
 def _log_hparams(logger: RunLogger, cfg: Config, summary: RunSummary, extra_keys: Sequence[str],
                  again: bool) -> None:
     """The HParams record: the experiment's settings, booleans as booleans, with the run's real metrics.
 
     The metrics are scalars users already read beside the curves (no `hp/` group of single points at step 0 on
     TensorBoard's landing page): val/best_loss|acc, one point at the best epoch, and the test passes' own
-    test_best/acc and test_last/acc."""
+    withheld/best/acc and withheld/last/acc (TEST_PREFIX)."""
     best = {"val/best_loss": summary.best_val_loss, "val/best_acc": summary.best_val_acc}
     if summary.best_epoch is not None:
         logger.log_metrics({k: v for k, v in best.items() if v is not None}, step=summary.best_epoch)
     test = summary.test or {}  # no "best" when the best checkpoint is missing or the run never validated finitely
-    metrics = {**best, **{f"test_{w}/acc": test[w]["acc"] for w in ("best", "last") if w in test}}
+    metrics = {**best, **{f"{TEST_PREFIX[w]}/acc": test[w]["acc"] for w in ("best", "last") if w in test}}
     if again:  # a resumed run that already has its HParams record: the scalars above update its metrics
         return
     values = cfg.to_dict()
-    params = {k: values[k] for k in (*HPARAM_KEYS, *extra_keys) if k in values}
+    # plus the settings of every regularizer the run switches on (label_smoothing, ema_decay, ...)
+    params = {k: values[k] for k in (*HPARAM_KEYS, *extra_keys, *enabled_settings(values)) if k in values}
     params = {k: (v if isinstance(v, (bool, int, float, str)) else str(v)) for k, v in params.items()}
     logger.log_hyperparams(params, {k: (float("nan") if v is None else v) for k, v in metrics.items()})
 
@@ -398,12 +411,6 @@ def _destroy_process_group() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def quiet_lightning() -> None:
-    """Keep Lightning's info lines (GPU/TPU availability, LOCAL_RANK) out of command output."""
-    for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 __all__ = ["run", "build_datamodule", "build_model", "check_hardware", "check_batchnorm", "quiet_lightning",

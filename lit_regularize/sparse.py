@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lit_regularize.data.imdb import MultiHot
+from lit_regularize.data.multihot import MultiHot
 
 # CSR tensors are "beta" in torch and warn on every construction; our batches are valid by construction.
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")

@@ -47,6 +47,8 @@ class RunSummary:
     best_val_acc: Optional[float] = None
     history: dict[str, list] = field(default_factory=empty_history)
     test: Optional[dict[str, dict[str, float]]] = None  # {"best": {loss, acc}, "last": {loss, acc}}
+    # gap_at_best, gap_last (val − train loss), onset_epoch (1-based), gap_slope (per epoch): stats.overfitting
+    overfitting: Optional[dict[str, Optional[float]]] = None
     best_checkpoint: Optional[str] = None
     last_checkpoint: Optional[str] = None
     wall_time: float = 0.0

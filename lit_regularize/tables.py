@@ -35,13 +35,33 @@ def fmt(v: Any, spec: str = "{:.4f}") -> str:
 
 
 def mean_std(values: Sequence[Any], spec: str = "{:.4f}") -> str:
-    """The value, or mean ± std over several (non-finite and missing values left out)."""
-    nums = [n for n in map(_number, values) if n is not None]
+    """The value, or mean ± std over several (non-finite and missing values left out); the value alone when every
+    value prints the same (a "± 0" says nothing), e.g. the parameter count of every seed."""
+    given = [v for v in values if _number(v) is not None]
+    nums = [float(v) for v in given]
     if not nums:
         return MISSING
-    if len(nums) == 1:
+    if len({fmt(n, spec) for n in nums}) == 1:
+        if all(isinstance(v, int) for v in given):  # 20 epochs, not "20.0"
+            return f"{given[0]:,}" if "," in spec else str(given[0])
         return fmt(nums[0], spec)
-    return f"{fmt(statistics.fmean(nums), spec)} ± {fmt(statistics.stdev(nums), spec)}"
+    spread = spec.replace("{:+", "{:")  # a signed mean, an unsigned spread: "+0.1050 ± 0.0215"
+    return f"{fmt(statistics.fmean(nums), spec)} ± {fmt(statistics.stdev(nums), spread)}"
+
+
+def interval(low: Any, high: Any, spec: str = "{:.4f}") -> str:
+    """'[low, high]', or '–' when either end is missing."""
+    if _number(low) is None or _number(high) is None:
+        return MISSING
+    return f"[{fmt(low, spec)}, {fmt(high, spec)}]"
+
+
+def p_value(p: Any) -> str:
+    """A p-value for people: 3 significant digits, '< 0.001' below that, '–' when missing."""
+    n = _number(p)
+    if n is None:
+        return MISSING
+    return "< 0.001" if n < 0.001 else f"{n:.3g}"
 
 
 def markdown(columns: Sequence[Column], rows: Sequence[Mapping[str, Any]]) -> str:
@@ -70,4 +90,4 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda f: f.write(text.encode()))
 
 
-__all__ = ["fmt", "mean_std", "markdown", "csv_text", "write_text", "MISSING", "Column"]
+__all__ = ["fmt", "mean_std", "interval", "p_value", "markdown", "csv_text", "write_text", "MISSING", "Column"]

@@ -1,4 +1,5 @@
-"""TensorBoard extras every run logs: weight histograms + sparsity per epoch, augmented MNIST images once."""
+"""TensorBoard extras every run logs: weight histograms + sparsity per epoch; once: the Custom Scalars layout
+(train and val on one chart) and, for augmented images, a grid of them."""
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -17,6 +18,12 @@ HIST_BINS = 64  # buckets per histogram (TensorBoard's own summaries use 30; its
 RANDPERM_MAX = 1_000_000  # above this many weights the subset is drawn with replacement (see _sample)
 GRID_IMAGES = 8  # images per row of the augmentation grid
 GRID_VIEWS = 3  # augmented views of each image below the originals
+# The Custom Scalars tab: train and val of a metric on one chart with one y-scale, as keras users read them (the
+# Scalars and Time Series tabs draw every tag on a card of its own). Tags are regexes, anchored so that
+# val/best_loss does not join the val/loss curve.
+CURVES_LAYOUT = {"learning curves": {"loss (train, val)": ["Multiline", ["^train/loss$", "^val/loss$"]],
+                                     "accuracy (train, val)": ["Multiline", ["^train/acc$", "^val/acc$"]]}}
+AUGMENTED_IMAGES_TAG = "views/augmented_train_images"  # after train/ and val/ (see trainer.TEST_PREFIX)
 
 
 def _writer(trainer: pl.Trainer) -> Optional[Any]:
@@ -60,7 +67,10 @@ class TensorBoardExtras(pl.Callback):
         step = trainer.current_epoch + 1
         if writer is None or not hasattr(pl_module, "linears") or not self.every or step % self.every:
             return
-        with torch.no_grad():
+        from lit_regularize.regularizers.layers import reading_weights
+
+        # in eval mode: reading a spectral-normed weight in train mode would step its sigma estimate
+        with torch.no_grad(), reading_weights(pl_module):
             for i, lin in enumerate(pl_module.linears()):
                 w = lin.weight.detach()
                 sample = self._sample(i, w).float().cpu()
@@ -74,12 +84,15 @@ class TensorBoardExtras(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         writer = _writer(trainer)
+        if writer is None or trainer.current_epoch > 0:  # once per run: a resume starts past epoch 0
+            return
+        writer.add_custom_scalars(CURVES_LAYOUT)
         dm = getattr(trainer, "datamodule", None)
-        if writer is None or dm is None or not getattr(dm, "augment", False) or trainer.current_epoch > 0:
+        if dm is None or not getattr(dm, "augment", False):
             return
         grid = augmentation_grid(dm)
         if grid is not None:
-            writer.add_image("data/augmented_train_images", grid, 0)
+            writer.add_image(AUGMENTED_IMAGES_TAG, grid, 0)
 
 
 def add_histogram(writer: Any, tag: str, values: torch.Tensor, step: int, bins: int = HIST_BINS) -> None:
@@ -117,4 +130,5 @@ def augmentation_grid(dm: Any, n: int = GRID_IMAGES, views: int = GRID_VIEWS) ->
     return make_grid(images.clamp(0, 1), nrow=len(positions), padding=2, pad_value=1.0)
 
 
-__all__ = ["TensorBoardExtras", "add_histogram", "augmentation_grid", "HIST_SAMPLE"]
+__all__ = ["TensorBoardExtras", "add_histogram", "augmentation_grid", "HIST_SAMPLE", "CURVES_LAYOUT",
+           "AUGMENTED_IMAGES_TAG"]

@@ -3,8 +3,10 @@
 keras' IMDB word index maps a word to its frequency rank (1 = most frequent); `imdb.load_data` stores rank r
 as id r + 3 (0 pad, 1 start, 2 out-of-vocabulary) and turns ids >= num_words into 2. `encode_texts` tokenizes
 text the way the rank sequences were built (keras' default `text_to_word_sequence`) and then reuses the very
-encoder the training data went through (`lit_regularize.data.imdb._encode`), so a review typed in gets the
-same row as the same review read from imdb.npz. Nothing here imports torch or keras at module level.
+encoder the training data went through (`lit_regularize.data.multihot.encode`), so a review typed in gets the
+same row as the same review read from imdb.npz. `text_encoding` is the same recipe as plain data (export writes it
+beside a text model, so raw text can be encoded without this package). Nothing here imports torch or keras at module
+level.
 """
 from __future__ import annotations
 
@@ -60,11 +62,22 @@ def encode_texts(texts: Sequence[str], word_index: dict[str, int],
     Rank r -> id r + 3, ids >= num_words -> OOV 2, start id 1 first, sorted unique ids per row; a word
     missing from the index is OOV too (it is given rank num_words, whose id is >= num_words).
     """
-    from lit_regularize.data.imdb import _encode  # torch comes with it: imported only when encoding
+    from lit_regularize.data.multihot import encode  # torch comes with it: imported only when encoding
 
     if isinstance(texts, str):
         raise TypeError("encode_texts takes a sequence of texts, not one string")
-    return _encode(texts_to_ranks(texts, word_index, oov_rank=num_words), num_words)
+    return encode(texts_to_ranks(texts, word_index, oov_rank=num_words), num_words)
+
+
+def text_encoding(word_index: dict[str, int], num_words: int) -> dict[str, object]:
+    """encode_texts as data: lower-case, every `filters` character -> a space, split on spaces (empty strings
+    dropped); the row holds 1.0 at `start_id` and at each word's `word_ids` column, `oov_id` for any other word.
+    Only words whose id rank + 3 is below num_words are listed (the others are OOV anyway)."""
+    from lit_regularize.data.multihot import INDEX_FROM, OOV_CHAR, START_CHAR
+
+    ids = {w: r + INDEX_FROM for w, r in sorted(word_index.items(), key=lambda kv: kv[1]) if r + INDEX_FROM < num_words}
+    return {"lower": True, "filters": FILTERS, "split": " ", "start_id": START_CHAR, "oov_id": OOV_CHAR,
+            "num_words": num_words, "word_ids": ids}
 
 
 def inverse_word_index(word_index: dict[str, int]) -> dict[int, str]:
@@ -78,4 +91,4 @@ def decode_ranks(ranks: Iterable[int], inverse: dict[int, str]) -> str:
 
 
 __all__ = ["FILTERS", "WORD_INDEX_FILE", "text_to_word_sequence", "load_word_index", "texts_to_ranks",
-           "encode_texts", "inverse_word_index", "decode_ranks"]
+           "encode_texts", "text_encoding", "inverse_word_index", "decode_ranks"]

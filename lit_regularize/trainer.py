@@ -1,6 +1,8 @@
 """The Trainer every run uses: its logger, checkpoints, early stopping and progress bar."""
 from __future__ import annotations
 
+import logging
+import math
 import os
 import sys
 import warnings
@@ -11,15 +13,20 @@ import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins import TorchCheckpointIO
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
-from pytorch_lightning.callbacks.progress.tqdm_progress import Tqdm, convert_inf
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
+from tqdm import tqdm
 
-from lit_regularize.callbacks import History, InterruptReason
+from lit_regularize.callbacks import EpochLine, History, InterruptReason, printing_epochs
 from lit_regularize.files import atomic_write, write_yaml
 from lit_regularize.tb_extras import TensorBoardExtras
 
 MONITOR = "val/loss"
+# TensorBoard tag prefixes of the two test passes (`withheld/best/loss`, `withheld/last/acc`, ...). TensorBoard's Time
+# Series page orders tag groups (the part before the first "/") by name and opens the first two: every group of
+# a run must sort after train/ and val/, or single points open first instead of the learning curves.
+TEST_PREFIX = {"best": "withheld/best", "last": "withheld/last"}
+LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", "lightning.fabric")
 
 # Lightning's advice-level chatter (no GPU found, few workers, small logging interval) drowns the useful lines.
 for _msg in (".*does not have many workers.*", ".*number of training batches.*", ".*GPU available but not used.*",
@@ -54,12 +61,18 @@ class RunLogger(TensorBoardLogger):
         if metrics is None:
             return
         from torch.utils.tensorboard.summary import hparams
+        from torch.utils.tensorboard.writer import FileWriter
 
-        params = dict(params)
+        params = {k: _shown_as(v) for k, v in params.items()}
         booleans = {k for k, v in params.items() if isinstance(v, bool)}
-        writer = self.experiment._get_file_writer()
-        for record in hparams(params, metrics):
-            writer.add_summary(_booleans_as_booleans(record, booleans), 0)
+        # An event file of its own in the run folder (TensorBoard reads them all): SummaryWriter.add_hparams would
+        # make a run folder of its own, and Lightning's log_hyperparams adds a step-0 point per metric.
+        writer = FileWriter(self.log_dir)
+        try:
+            for record in hparams(params, metrics):
+                writer.add_summary(_booleans_as_booleans(record, booleans), 0)
+        finally:
+            writer.close()
 
     def log_metrics(self, metrics: dict[str, float], step: Optional[int] = None) -> None:
         metrics = dict(metrics)
@@ -81,9 +94,18 @@ class RunLogger(TensorBoardLogger):
         if path.is_file():
             import yaml
 
-            if yaml.safe_load(path.read_text()) == dict(self.hparams):
+            # in config.yaml's order too: a file of an older version with the same settings in another order is
+            # rewritten
+            if list((yaml.safe_load(path.read_text()) or {}).items()) == list(self.hparams.items()):
                 return
         write_yaml(path, dict(self.hparams))
+
+
+def _shown_as(value: Any) -> Any:
+    """An HParams value as TensorBoard's HParams tab should print it: that tab prints every number with 5
+    significant digits (hidden 512 as "512.00"), so an int is logged as its digits (a string); booleans stay
+    booleans, floats numbers."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 def _booleans_as_booleans(record: Any, keys: set[str]) -> Any:
@@ -131,8 +153,23 @@ class EpochCheckpoint(ModelCheckpoint):
 
 
 class ProgressBar(TQDMProgressBar):
-    """Epochs counted from 1 ("Epoch 3/20"), test passes named by the weights they test ("test (best weights)");
-    none of Lightning's 0-based "Epoch 2:", "Testing" or "DataLoader 0" texts, not even for one refresh."""
+    """The live bar of a terminal: epochs counted from 1 ("Epoch 3/20"), no validation bar (its "Validation
+    DataLoader 0" lines), test passes named by the weights they test ("test (best weights)"), none of Lightning's
+    0-based "Epoch 2:" or "Testing" texts, not even for one refresh. Every bar is wiped when it ends: what stays on
+    screen is the epoch lines (callbacks.EpochLine), written above the bar with `print`."""
+
+    def _bar(self, desc: str) -> tqdm:
+        return tqdm(desc=desc, position=2 * self.process_position, disable=self.is_disabled, leave=False,
+                    dynamic_ncols=True, file=sys.stdout, smoothing=0, bar_format=self.BAR_FORMAT)
+
+    def init_train_tqdm(self) -> tqdm:
+        return self._bar(self.train_description)
+
+    def init_validation_tqdm(self) -> tqdm:
+        return tqdm(disable=True)  # a validation pass takes a moment; the epoch line reports it
+
+    def init_test_tqdm(self) -> tqdm:
+        return self._bar(self.test_description)
 
     @property
     def train_description(self) -> str:
@@ -140,11 +177,9 @@ class ProgressBar(TQDMProgressBar):
         return f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
 
     def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
-        if self._leave:
-            self.train_progress_bar = self.init_train_tqdm()
         bar = self.train_progress_bar
         bar.set_description(self.train_description, refresh=False)
-        bar.reset(total=convert_inf(self.total_train_batches))
+        bar.reset(total=_finite_or_none(self.total_train_batches))
         bar.initial = 0
 
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
@@ -154,28 +189,42 @@ class ProgressBar(TQDMProgressBar):
 
     @property
     def test_description(self) -> str:
-        module = self.trainer.lightning_module if self._trainer is not None else None
-        prefix = getattr(module, "test_prefix", "test")
-        return {"test_best": "test (best weights)", "test_last": "test (last weights)"}.get(prefix, "test")
-
-    def init_test_tqdm(self) -> Tqdm:
-        return Tqdm(desc=self.test_description, position=2 * self.process_position, disable=self.is_disabled,
-                    leave=True, dynamic_ncols=True, file=sys.stdout, bar_format=self.BAR_FORMAT)
+        prefix = getattr(self.trainer.lightning_module, "test_prefix", "test")
+        return {TEST_PREFIX["best"]: "test (best weights)", TEST_PREFIX["last"]: "test (last weights)"}.get(prefix,
+                                                                                                          "test")
 
     def on_test_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int,
                             dataloader_idx: int = 0) -> None:
         if not self.has_dataloader_changed(dataloader_idx):
             return
         bar = self.test_progress_bar
-        bar.reset(total=convert_inf(self.total_test_batches_current_dataloader))
+        bar.set_description(self.test_description, refresh=False)  # not Lightning's "... DataLoader 0"
+        bar.reset(total=_finite_or_none(self.total_test_batches_current_dataloader))
         bar.initial = 0
+
+
+def _finite_or_none(n: Optional[float]) -> Optional[float]:
+    """A batch count for tqdm, which takes None (unknown) but not inf or NaN."""
+    return None if n is None or not math.isfinite(n) else n
+
+
+def stdout_is_terminal() -> bool:
+    """Whether stdout is a terminal: the live bar is drawn there only (in a log file or a pipe its redraws would
+    pile up as '\\r' frames; the epoch lines say the same once per epoch)."""
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):  # a replaced or closed stdout
+        return False
 
 
 def make_callbacks(ckpt_dir: Path, validating: bool, patience: int, early_stopping: bool, progress: bool,
                    histogram_every: int, save_last: bool = True) -> list[pl.Callback]:
     """History, checkpoints on the best val/loss and of the last epoch (unless save_last is False), early
     stopping, TensorBoard extras."""
-    callbacks: list[pl.Callback] = [History(), InterruptReason(), TensorBoardExtras(every=histogram_every)]
+    history = History()
+    callbacks: list[pl.Callback] = [history, InterruptReason(), TensorBoardExtras(every=histogram_every)]
+    if printing_epochs():  # fit and compare; not sweep trials, k-fold workers or the benchmark
+        callbacks.insert(1, EpochLine(history))  # after History, whose row of the epoch it prints
     if validating:
         # With --no-early-stopping the callback still ends a run whose val/loss turns NaN/inf.
         callbacks.append(EarlyStopping(monitor=MONITOR, mode="min", patience=patience if early_stopping else 10 ** 9,
@@ -199,7 +248,7 @@ def make_callbacks(ckpt_dir: Path, validating: bool, patience: int, early_stoppi
     if save_last:
         callbacks.append(EpochCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
                                          enable_version_counter=False))
-    if progress:
+    if progress and stdout_is_terminal():
         callbacks.append(ProgressBar(refresh_rate=20))
     return callbacks
 
@@ -217,14 +266,26 @@ def parse_devices(devices: str) -> Any:
 def make_trainer(logger: Any, callbacks: Sequence[pl.Callback], max_epochs: int, accelerator: str = "auto",
                  devices: str = "1", strategy: str = "auto", deterministic: bool = False,
                  progress: bool = True) -> pl.Trainer:
-    """The Trainer every run uses."""
+    """The Trainer every run uses; Lightning's info lines stay quiet (quiet_lightning)."""
+    quiet_lightning()
+    # A bar only where make_callbacks put one (a terminal): enabled without one, Lightning would add its own.
+    bar = progress and any(isinstance(c, TQDMProgressBar) for c in callbacks)
     return pl.Trainer(
         max_epochs=max_epochs, accelerator=accelerator, devices=parse_devices(devices), strategy=strategy,
-        logger=logger, callbacks=list(callbacks), deterministic=deterministic, enable_progress_bar=progress,
+        logger=logger, callbacks=list(callbacks), deterministic=deterministic, enable_progress_bar=bar,
         enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=50, plugins=[AtomicCheckpointIO()],
         # without our checkpoints (a trial with nothing to validate) Lightning must not add its own default one
         enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
     )
+
+
+def quiet_lightning() -> None:
+    """Keep Lightning's info lines (GPU/TPU/HPU availability, the litlogger tip, LOCAL_RANK, "Restoring states ...")
+    out of the output. Asked for: a level below INFO that the user set (logging.DEBUG) is left alone."""
+    for name in LIGHTNING_LOGGERS:
+        log = logging.getLogger(name)
+        if log.level in (logging.NOTSET, logging.INFO):  # unset, or what Lightning sets when it is imported
+            log.setLevel(logging.WARNING)
 
 
 def callback(callbacks: Sequence[pl.Callback], kind: type) -> Any:
@@ -232,5 +293,5 @@ def callback(callbacks: Sequence[pl.Callback], kind: type) -> Any:
     return next((c for c in callbacks if isinstance(c, kind)), None)
 
 
-__all__ = ["MONITOR", "AtomicCheckpointIO", "RunLogger", "EpochCheckpoint", "ProgressBar", "make_callbacks",
-           "make_trainer", "parse_devices", "callback"]
+__all__ = ["MONITOR", "TEST_PREFIX", "AtomicCheckpointIO", "RunLogger", "EpochCheckpoint", "ProgressBar",
+           "make_callbacks", "make_trainer", "parse_devices", "callback", "quiet_lightning", "stdout_is_terminal"]

@@ -46,6 +46,7 @@ def peers(tmp_path):
     return tmp_path
 
 
+@pytest.mark.slow  # several runs end to end (the fast suite keeps a 75 s budget)
 def test_imdb_section_reports_every_variant_with_ratios(imdb_dir, peers, capsys, monkeypatch):
     monkeypatch.setattr("lit_regularize.bench.imdb.BENCH_SPLIT", TINY_IMDB)
     monkeypatch.setattr("lit_regularize.bench.imdb.RSS_FIT_ARGS", ["--val-size", "60", "--num-words", "40"])
@@ -68,6 +69,7 @@ def test_imdb_section_reports_every_variant_with_ratios(imdb_dir, peers, capsys,
     assert out["imdb"]["peak_rss_mb"] > 50
 
 
+@pytest.mark.slow  # several runs end to end (the fast suite keeps a 75 s budget)
 def test_lit_epochs_are_timed_start_to_start_so_checkpoint_writes_count(quick, monkeypatch):
     """history["epoch_time"] ends before Lightning's checkpoint callbacks; the bench's clock must not."""
     import time

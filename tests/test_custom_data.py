@@ -16,10 +16,9 @@ import torch
 
 from lit_regularize.config import make_config
 from lit_regularize.data.arrays import NpzDataModule, load_npz
-from lit_regularize.data.custom import custom_datamodule
 from lit_regularize.data.imagedir import ImageDirDataModule
-from lit_regularize.data.imdb import MultiHot
-from lit_regularize.data.splits import stratified_holdout
+from lit_regularize.data.multihot import MultiHot
+from lit_regularize.data.base import stratified_holdout
 from lit_regularize.data.tabular import CSVDataModule
 from lit_regularize.data.textdir import TextDirDataModule
 from lit_regularize.errors import DataError
@@ -246,15 +245,19 @@ def test_textdir_vocabulary_from_training_examples_and_encode_texts(tmp_path):
 
 
 def test_write_artifacts_saves_the_word_index_for_predict(tmp_path):
-    from lit_regularize.data.own import write_artifacts
+    from lit_regularize.data.imdb import IMDBDataModule
+    from lit_regularize.rundir import RunDir
     from lit_regularize.text import load_word_index
+
+    def write_artifacts(dm, folder):  # what run() does after writing the split
+        return RunDir(folder).write_artifacts(dm.artifacts())
 
     dm = setup(TextDirDataModule(write_textdir(tmp_path / "t"), num_words=10, **SPLIT))
     names = sorted(p.name for p in write_artifacts(dm, tmp_path / "run"))
     assert names == ["classes.json", "word_index.json"]
     assert load_word_index(tmp_path / "run" / "word_index.json") == dm.word_index
     assert json.loads((tmp_path / "run" / "classes.json").read_text()) == ["neg", "pos"]
-    assert write_artifacts(object(), tmp_path / "none") == []
+    assert write_artifacts(IMDBDataModule(tmp_path), tmp_path / "none") == []
 
 
 def test_imagedir_grayscale_uint8_training_statistics(tmp_path):
@@ -287,9 +290,10 @@ def test_loaded_once_per_process_and_again_when_changed(tmp_path):
 def test_custom_datamodule_maps_config(tmp_path):
     path = write_csv(tmp_path / "d.csv", HEADER, tabular_rows(30))
     cfg = make_config({"data": f"csv:{path}", "target": "label", "dropna": True, "test_size": 0.3})
-    dm = custom_datamodule(cfg, dict(batch_size=8, seed=1))
+    dm = cfg.kind.datamodule(cfg, dict(batch_size=8, seed=1))
     assert isinstance(dm, CSVDataModule) and dm.target == "label" and dm.dropna and dm.test_size == 0.3
-    img = custom_datamodule(make_config({"data": f"imagedir:{tmp_path}", "image_size": 16, "augment": True}), {})
+    img_cfg = make_config({"data": f"imagedir:{tmp_path}", "image_size": 16, "augment": True})
+    img = img_cfg.kind.datamodule(img_cfg, {})
     assert isinstance(img, ImageDirDataModule) and img.image_size == 16 and img.augment
 
 

@@ -10,7 +10,8 @@ import torch
 from conftest import no_val_size
 from lit_regularize.config import make_config
 from lit_regularize.run import build_datamodule
-from lit_regularize.data.imdb import MultiHot, load_imdb
+from lit_regularize.data.imdb import load_imdb
+from lit_regularize.data.multihot import MultiHot
 from lit_regularize.data.mnist import balanced_subset
 from lit_regularize.errors import DataError
 
@@ -153,7 +154,7 @@ def test_missing_mnist_files_are_one_clear_error(tmp_path):
 
 
 def test_iterated_kfold_reshuffles_per_repeat():
-    from lit_regularize.data.splits import kfold_split
+    from lit_regularize.data.base import kfold_split
 
     pool = np.arange(40)
     first = [kfold_split(pool, 4, f, seed=3)[1] for f in range(4)]

@@ -1,19 +1,25 @@
-"""Issue 13: exported models (TorchScript, ONNX when installed) give the checkpoint's probabilities."""
+"""Issue 13: exported models (torch.export, TorchScript, ONNX when installed) give the checkpoint's probabilities;
+issue 25: pt2 is the default, loads without lit_regularize, and a text model's <out>.json encodes raw text."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib.util
+import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import ROOT
 from test_predict import NUM_WORDS, fashion_run, imdb_run, reviews, word_index_of  # noqa: F401 - fixtures
 from lit_regularize.cli.predict import export_main
-from lit_regularize.data.imdb import MultiHot
-from lit_regularize.errors import UserError
+from lit_regularize.data.multihot import MultiHot
+from lit_regularize.errors import DataError, UserError
 from lit_regularize.export import export
 from lit_regularize.predict import _model_from_run_config, find_checkpoint, load
 from lit_regularize.text import encode_texts
@@ -62,6 +68,105 @@ def test_torchscript_images_equals_checkpoint(fashion_run, tmp_path):
     assert meta["normalization"] == {"mean": 0.2860, "std": 0.3530} and meta["input_size"] == 784
     assert meta["output"] == "softmax" and meta["class_names"][7] == "Sneaker" and meta["num_words"] is None
     assert meta["checkpoint"].endswith("last.ckpt")
+
+
+def test_pt2_is_the_default_and_equals_checkpoint(imdb_run, fashion_run, tmp_path, capsys):
+    """torch.jit warns that TorchScript is deprecated: `export` writes a torch.export program by default."""
+    for (run_dir, _), x, batch in ((imdb_run, *imdb_inputs()), (fashion_run, image_inputs(), None)):
+        out = tmp_path / f"{run_dir.parent.name}.pt2"
+        assert export_main([str(run_dir), "--out", str(out)]) == 0
+        assert capsys.readouterr().err == ""
+        model = torch.export.load(str(out)).module()
+        with torch.no_grad():
+            got = model(x)
+        want = load(run_dir).probabilities(batch if batch is not None else x)
+        assert torch.allclose(got, want, atol=1e-5)  # float rounding only; another network is off by far more
+        assert torch.allclose(model(x[:1]), want[:1], atol=1e-5)  # any batch size, one row included
+        assert json.loads(Path(f"{out}.json").read_text())["format"] == "pt2"
+
+
+def docs_snippet() -> str:
+    """The Python block of docs/predict-export.md that classifies a review without lit_regularize."""
+    text = (ROOT / "docs" / "predict-export.md").read_text()
+    section = text.split("### Classify a review without lit_regularize", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def snippet_for(model: Path, review: str) -> str:
+    """The docs' block with its file names and review replaced."""
+    code = docs_snippet()
+    assert len([line for line in code.splitlines() if line.strip()]) <= 11  # what the docs promise: a few lines
+    for old, new in (('"imdb.pt2.json"', f"{model}.json"), ('"imdb.pt2"', str(model)),
+                     ('"A moving, wonderful film."', review)):
+        assert old in code
+        code = code.replace(old, json.dumps(new))
+    return code
+
+
+def run_snippet(model: Path, review: str, monkeypatch) -> tuple[str, float]:
+    """(class name, probability) the docs' block prints, run while lit_regularize cannot be imported."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_package(name, *args, **kwargs):
+        if name.split(".")[0] == "lit_regularize":
+            raise ImportError(f"{name} must not be needed")
+        return real_import(name, *args, **kwargs)
+    out = io.StringIO()
+    with monkeypatch.context() as m, contextlib.redirect_stdout(out):
+        m.setattr(builtins, "__import__", no_package)
+        exec(snippet_for(model, review), {})  # noqa: S102 - the documented lines, as a user runs them
+    name, p = out.getvalue().rsplit(maxsplit=1)
+    return name, float(p)
+
+
+def test_docs_snippet_classifies_a_raw_review_like_predict(imdb_run, tmp_path, monkeypatch):
+    run_dir, _ = imdb_run
+    out = export(run_dir, "pt2", tmp_path / "imdb.pt2")
+    meta = json.loads(Path(f"{out}.json").read_text())
+    assert meta["text"]["word_ids"] == {f"w{r}": r + 3 for r in range(1, NUM_WORDS - 3)}  # only ids < num_words
+    p = load(run_dir)
+    for review in reviews(3, seed=4):
+        name, prob = run_snippet(out, review, monkeypatch)
+        want = p.predict([review])[0]
+        assert name == want["name"] and prob == pytest.approx(want["probs"][1], abs=1e-4)  # printed to 4 places
+
+
+@pytest.mark.slow
+def test_docs_snippet_runs_in_a_process_without_lit_regularize(imdb_run, tmp_path):
+    run_dir, _ = imdb_run
+    out = export(run_dir, "pt2", tmp_path / "imdb.pt2")
+    review = reviews(1, seed=6)[0]
+    code = "import sys\nsys.modules['lit_regularize'] = None  # any import of it fails\n" + snippet_for(out, review)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    name, prob = done.stdout.rsplit(maxsplit=1)
+    want = load(run_dir).predict([review])[0]
+    assert name == want["name"] and float(prob) == pytest.approx(want["probs"][1], abs=1e-4)
+
+
+def test_an_imdb_run_without_its_word_index_still_exports(imdb_run, tmp_path, capsys):
+    """export needed no word index before: without one the recipe lacks the vocabulary and one warning says so;
+    predict, which needs it, still refuses."""
+    run_dir, _ = imdb_run
+    assert export_main([str(run_dir), "--out", str(tmp_path / "m.pt2"), "--data-dir", str(tmp_path)]) == 0
+    meta = json.loads((tmp_path / "m.pt2.json").read_text())
+    assert meta["text"] is None and "notes" not in meta
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: no {tmp_path / 'imdb_word_index.json'}: the vocabulary is left out (export again with "
+        "--word-index PATH)"]
+    with pytest.raises(DataError, match="word index .* not found"):
+        load(run_dir, data_dir=tmp_path)
+
+
+def test_export_extra_installs_what_loading_needs():
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    extra = {line.split(">")[0].split("=")[0].strip() for line in cfg["options.extras_require"]["export"].split()}
+    assert {"onnx", "onnxruntime"} <= extra
 
 
 HAVE_ONNX = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))

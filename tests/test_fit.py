@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -41,18 +40,6 @@ def test_fit_writes_checkpoint_tensorboard_and_complete_summary(quick, capsys):
     assert (run_dir / "config.yaml").is_file() and (run_dir / "split.npz").is_file()
     out = capsys.readouterr().out
     assert "test (best weights)" in out and "test (last weights)" in out
-
-
-def test_progress_bars_count_epochs_from_1_and_name_the_tested_weights(quick, capsys):
-    run(make_config({**quick, "progress": True, "max_epochs": 2, "early_stopping": False, "name": "bars"}))
-    out = capsys.readouterr().out
-    states = [s.strip() for s in out.replace("\r", "\n").splitlines() if s.strip()]
-    assert any(s.startswith("Epoch 1/2") for s in states) and any(s.startswith("Epoch 2/2") for s in states)
-    assert not [s for s in states if re.match(r"Epoch \d+:", s)]  # Lightning's 0-based text, not even once
-    tests = [s for s in states if s.startswith("test")]
-    assert {s.split(":")[0] for s in tests} == {"test (best weights)", "test (last weights)"}
-    assert "Testing" not in out and "v_num" not in out
-    assert not [s for s in tests if "DataLoader" in s]
 
 
 def test_summary_paths_are_relative_to_the_run_folder_and_survive_a_move(quick, tmp_path):

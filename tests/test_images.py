@@ -15,7 +15,7 @@ from PIL import Image
 
 from lit_regularize.data.imagedir import load_imagedir, read_image
 from lit_regularize.data.images import to_gray8
-from lit_regularize.predict import read_image_file
+from lit_regularize.data.mnist import read_image_file
 
 TOLERANCE = 1  # levels of 255; the clipped 16-bit image of the bug is off by up to 254
 
@@ -125,7 +125,7 @@ def test_imagedir_training_reads_16bit_images_as_8bit(tmp_path):
 
 def test_decoded_image_round_trip_in_memory():
     """A PIL image handed to predict (not a file) goes through the same rule."""
-    from lit_regularize.predict import prepare_image
+    from lit_regularize.data.mnist import prepare_image
 
     a = picture()
     buf = io.BytesIO()

@@ -76,7 +76,11 @@ def test_curves_of_several_seeds_are_means_with_a_band_on_val_loss():
         mean = np.mean([h["val_loss"] for h in hs], axis=0)
         assert np.allclose(loss["lines"][f"{label}: val loss"]["y"], mean)
         assert np.allclose(loss["lines"][f"{label}: train loss"]["y"], np.mean([h["train_loss"] for h in hs], 0))
-        assert loss["lines"][f"{label}: best epoch"]["x"].tolist() == [int(np.argmin(mean)) + 1]
+        # the star is the table's best epoch: each seed's own best, averaged (not the mean curve's minimum)
+        bests = [int(np.argmin(h["val_loss"])) for h in hs]
+        star = loss["lines"][f"{label}: best epoch"]
+        assert star["x"].tolist() == pytest.approx([np.mean(bests) + 1])
+        assert star["y"].tolist() == pytest.approx([np.mean([h["val_loss"][b] for h, b in zip(hs, bests)])])
     assert plotted_series(fig)["axes"]["accuracy"]["bands"] == 2
     assert plotted_series(curves_figure({k: v[:1] for k, v in runs.items()}))["axes"]["loss"]["bands"] == 0
 
@@ -106,9 +110,9 @@ def test_weights_figure_has_one_row_per_layer_and_no_all_weights_row():
     weights = {"none": [rng.normal(0, 0.1, (16, 300)), rng.normal(0, 0.1, (16, 16)), rng.normal(0, 0.1, (1, 16))],
                "l1": [rng.normal(0, 0.1, (16, 300)) * (rng.random((16, 300)) < 0.3), rng.normal(0, 0.1, (16, 16)),
                       rng.normal(0, 0.1, (1, 16))]}
-    fig = weights_figure(weights)
+    fig = weights_figure({k: [v] for k, v in weights.items()}, seeds={"none": [7], "l1": [7]})
     drawn = plotted_series(fig)
-    assert drawn["title"] == "weight distributions per layer — best checkpoint"
+    assert drawn["title"] == "weight distributions per layer — best checkpoint (seed 7)"
     rows = [k.split(":")[0] for k in drawn["axes"] if k.endswith(": w")]
     assert rows == ["Linear layer 1", "Linear layer 2", "output layer"]
     assert len(fig.axes) == 2 * len(rows)
@@ -123,14 +127,15 @@ def test_weights_figure_has_one_row_per_layer_and_no_all_weights_row():
             assert np.allclose(values, 100 * np.histogram(w, bins=edges)[0] / w.size)
         assert f"{weights['none'][row].size:,} weights" in drawn["axes"][f"{name}: w"]["title"]
         assert drawn["axes"][f"{name}: log10|w|"]["vlines"] == [math.log10(NEAR_ZERO)]
-    assert "last epoch" in plotted_series(weights_figure(weights, which="last epoch"))["title"]
+    assert "last epoch" in plotted_series(weights_figure({k: [v] for k, v in weights.items()},
+                                                         which="last epoch"))["title"]
 
 
 def test_weights_figure_puts_output_layers_of_shallower_nets_in_the_last_row():
     rng = np.random.default_rng(1)
     deep = [rng.normal(size=(8, 20)), rng.normal(size=(8, 8)), rng.normal(size=(1, 8))]
     shallow = [rng.normal(size=(4, 20)), rng.normal(size=(1, 4))]
-    drawn = plotted_series(weights_figure({"deep": deep, "shallow": shallow}))["axes"]
+    drawn = plotted_series(weights_figure({"deep": [deep], "shallow": [shallow]}))["axes"]
     assert set(drawn["Linear layer 2: w"]["stairs"]) == {"deep"}
     assert set(drawn["output layer: w"]["stairs"]) == {"deep", "shallow"}
     out = drawn["output layer: w"]["stairs"]["shallow"]
@@ -140,7 +145,7 @@ def test_weights_figure_puts_output_layers_of_shallower_nets_in_the_last_row():
 def test_sparsity_bars_axis_and_labels_are_all_percent():
     w_sparse = [np.where(np.arange(100).reshape(10, 10) < 40, 0.0, 0.5), np.full((1, 10), 0.5)]
     w_dense = [np.full((10, 10), 0.2), np.full((1, 10), 0.2)]
-    stats = {"l1": weight_stats(w_sparse), "none": weight_stats(w_dense)}
+    stats = {"l1": [weight_stats(w_sparse)], "none": [weight_stats(w_dense)]}
     fig = sparsity_figure(stats)
     axes = plotted_series(fig)["axes"]
     pct = axes["near zero %"]
@@ -149,7 +154,7 @@ def test_sparsity_bars_axis_and_labels_are_all_percent():
     assert pct["bars"]["first layer"]["texts"] == ["40.0%", "0.0%"]
     assert pct["bars"]["all Linear layers"]["texts"] == [f"{100 * 40 / 110:.1f}%", "0.0%"]
     assert "%" in pct["ylabel"] and fig.axes[0].yaxis.get_major_formatter()(50, 0) == "50%"
-    assert 40.0 < fig.axes[0].get_ylim()[1] <= 105.0
+    assert 40.0 < fig.axes[0].get_ylim()[1] <= 108.0
     mabs = axes["mean |w|"]
     assert mabs["ylabel"] == "mean |w|"
     assert np.allclose(mabs["bars"]["first layer"]["heights"], [0.3, 0.2])
@@ -197,3 +202,86 @@ def test_figures_with_nothing_to_draw_still_render(name):
            "sparsity": lambda: sparsity_figure({}),
            "fold": lambda: fold_figure([], [], 1)}[name]()
     assert figure_array(fig).ndim == 3
+
+
+# -- issue 24/25: one best-epoch definition, stars that do not hide each other, every seed shown and named ------
+
+def test_the_star_is_the_mean_of_each_seeds_best_epoch_as_in_the_table():
+    # seeds whose own best epochs are 2, 3 and 9: the table's best epoch is their mean, 4.67; the mean curve's
+    # minimum (the old star) would sit at epoch 5 with a higher loss
+    hs = [history(12, best, seed=i) for i, best in enumerate((2, 3, 9))]
+    loss = plotted_series(curves_figure({"none": hs}, seeds={"none": [11, 12, 13]}))["axes"]["loss"]
+    star = loss["lines"]["none: best epoch"]
+    own = [(int(np.argmin(h["val_loss"])) + 1, min(h["val_loss"])) for h in hs]
+    assert [e for e, _ in own] == [2, 3, 9]
+    assert star["x"].tolist() == pytest.approx([np.mean([e for e, _ in own])], abs=1e-9)
+    assert star["y"].tolist() == pytest.approx([np.mean([v for _, v in own])], rel=1e-9)
+
+
+def test_stars_of_runs_with_the_same_best_epoch_are_moved_apart_and_others_stay():
+    same = history(20, best=6)
+    runs = {"a": [same], "b": [dict(same)], "c": [history(20, best=15, floor=0.5)]}
+    fig = curves_figure(runs)
+    loss = plotted_series(fig)["axes"]["loss"]
+    xa, xb, xc = (loss["lines"][f"{k}: best epoch"]["x"][0] for k in "abc")
+    # a and b sit on the same point: moved apart by about a star's width (0.04 of 20 epochs), still around 6
+    assert abs(xa - xb) >= 0.04 * 20 - 1e-9 and abs((xa + xb) / 2 - 6) < 1e-9
+    assert xc == 15  # a star with room of its own is drawn at its epoch
+    legend = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    assert sum("best epoch 6," in t for t in legend) == 2  # the legend keeps the exact epoch
+
+
+def test_curves_name_the_seeds_they_show():
+    runs = {"none": [history(5, 3, seed=s) for s in range(3)], "l2": [history(5, 3, seed=9 + s) for s in range(3)]}
+    title = plotted_series(curves_figure(runs, "t", seeds={"none": [11, 12, 13], "l2": [11, 12, 13]}))["title"]
+    assert title == "t (5 epochs, seeds 11–13)"
+    mixed = plotted_series(curves_figure(runs, "t", seeds={"none": [11, 12, 13], "l2": [11, 15, 17]}))["title"]
+    assert mixed == "t (5 epochs, none: seeds 11–13; l2: seeds 11, 15, 17)"
+
+
+def test_weights_figure_pools_every_seed_and_says_so():
+    rng = np.random.default_rng(3)
+    seeds = [[rng.normal(0, 0.1, (8, 50)), rng.normal(0, 0.1, (1, 8))],
+             [rng.normal(0, 0.3, (8, 50)), rng.normal(0, 0.3, (1, 8))]]
+    drawn = plotted_series(weights_figure({"none": seeds}, seeds={"none": [7, 8]}))
+    assert drawn["title"] == "weight distributions per layer — best checkpoint (seeds 7, 8, 2 seeds pooled per run)"
+    layer = drawn["axes"]["Linear layer 1: w"]
+    hist = layer["stairs"]["none"]
+    pooled = np.concatenate([seeds[0][0].ravel(), seeds[1][0].ravel()])
+    assert np.allclose(hist["values"], 100 * np.histogram(pooled, bins=hist["edges"])[0] / pooled.size)
+    assert "400 weights" in layer["title"]  # one seed's layer size, not the pooled count
+    first_only = 100 * np.histogram(seeds[0][0].ravel(), bins=hist["edges"])[0] / 400
+    assert not np.allclose(hist["values"], first_only)  # the second seed counts
+
+
+def test_log10_axis_starts_at_the_floor_and_its_first_bin_holds_the_tiny_and_zero_weights():
+    from lit_regularize.plots import LOG10_FLOOR
+
+    w = np.concatenate([np.full(10, 1e-40), np.zeros(10), np.full(20, 1e-7), np.linspace(1e-3, 0.5, 60)])
+    drawn = plotted_series(weights_figure({"l1": [[w.reshape(4, 25), np.ones((1, 4))]]}))
+    (log,) = drawn["axes"]["Linear layer 1: log10|w|"]["stairs"].values()
+    assert log["edges"][0] == LOG10_FLOOR == -6  # not -40: the useful -5..0 keeps the width
+    assert math.isclose(log["values"].sum(), 100.0)  # zeros and 1e-40 are counted, not dropped
+    assert math.isclose(log["values"][0], 40.0)  # 10 at 1e-40, 10 zeros, 20 at 1e-7: all below 1e-6
+
+
+def test_sparsity_bars_are_means_over_seeds_with_each_seed_as_a_dot():
+    a = [np.where(np.arange(100).reshape(10, 10) < 20, 0.0, 0.5), np.full((1, 10), 0.5)]
+    b = [np.where(np.arange(100).reshape(10, 10) < 60, 0.0, 0.5), np.full((1, 10), 0.5)]
+    fig = sparsity_figure({"l1": [weight_stats(a), weight_stats(b)]}, seeds={"l1": [3, 4]})
+    drawn = plotted_series(fig)
+    pct = drawn["axes"]["near zero %"]
+    assert np.allclose(pct["bars"]["first layer"]["heights"], [40.0])  # mean of 20 % and 60 %
+    assert sorted(pct["lines"]["first layer: each seed"]["y"].tolist()) == [20.0, 60.0]
+    assert drawn["title"] == "weight sparsity — best checkpoint (seeds 3, 4)"
+
+
+def test_a_column_on_which_every_seed_agrees_prints_the_value_alone():
+    from lit_regularize.tables import mean_std
+
+    assert mean_std([10033, 10033, 10033], "{:,.0f}") == "10,033"
+    assert mean_std([20, 20], "{:.3g}") == "20"
+    assert mean_std([0.5, 0.7], "{:.4f}") == "0.6000 ± 0.1414"
+    assert mean_std([0.5, None, float("nan")]) == "0.5000"
+    assert mean_std([4, 4], "{:.1f}") == "4" and mean_std([3, 4], "{:.1f}") == "3.5 ± 0.7"
+    assert mean_std([0.1, 0.12], "{:+.4f}") == "+0.1100 ± 0.0141"  # a signed mean, an unsigned spread

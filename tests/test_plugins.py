@@ -103,6 +103,7 @@ def test_bad_plugin_settings_are_one_line_errors(quick, capsys):
     assert err.count("\n") == 1 and err.startswith("error: --plugins no_such_module_xyz")
 
 
+@pytest.mark.slow  # several runs end to end (the fast suite keeps a 75 s budget)
 def test_a_plugin_regularizer_is_swept_with_its_declared_strength(quick, tmp_path):
     space = tmp_path / "space.yaml"
     space.write_text("reg: {type: categorical, choices: [unit_norm]}\n")
@@ -116,6 +117,7 @@ def test_a_plugin_regularizer_is_swept_with_its_declared_strength(quick, tmp_pat
     assert (tmp_path / "logs" / "plug" / "report" / "report.md").is_file()
 
 
+@pytest.mark.slow  # several runs end to end (the fast suite keeps a 75 s budget)
 def test_a_plugin_regularizer_is_compared_beside_a_built_in_one(quick, tmp_path):
     table = lr.compare({"none": {}, "unit_norm": {"reg": "unit_norm"}}, seeds=2, out=tmp_path / "cmp",
                        **{k: v for k, v in quick.items() if k not in ("logdir",)})

@@ -20,9 +20,11 @@ from conftest import ROOT
 from synthetic import idx_bytes, write_imdb, write_mnist
 from lit_regularize.cli.predict import main
 from lit_regularize.config import make_config
-from lit_regularize.data.imdb import MultiHot, load_imdb
+from lit_regularize.data.imdb import load_imdb
+from lit_regularize.data.kinds.mnist import FASHION_CLASSES
+from lit_regularize.data.multihot import MultiHot
 from lit_regularize.errors import DataError, UserError
-from lit_regularize.predict import FASHION_CLASSES, find_checkpoint, load, load_model
+from lit_regularize.predict import find_checkpoint, load, load_model
 from lit_regularize.text import (FILTERS, decode_ranks, encode_texts, inverse_word_index, load_word_index,
                                  text_to_word_sequence)
 
@@ -178,7 +180,7 @@ def test_load_model_is_eval_and_checkpoint_choice(imdb_run):
     assert find_checkpoint(run_dir, last=True) == run_dir / "checkpoints" / "last.ckpt"
     p = load(run_dir)
     assert not p.model.training and not any(m.training for m in p.model.modules())
-    assert p.checkpoint == run_dir / summary["best_checkpoint"] and p.num_words == NUM_WORDS
+    assert p.checkpoint == run_dir / summary["best_checkpoint"] and p.inputs.num_words == NUM_WORDS
     assert load(run_dir, last=True).checkpoint.name == "last.ckpt"
 
 
@@ -205,9 +207,11 @@ def test_predict_imdb_equals_direct_model_call(imdb_run):
     p = load(run_dir, batch_size=16)  # several batches
     got = p.predict(texts)
     want = direct_imdb(run_dir, texts)
-    assert [r["prob"] for r in got] == pytest.approx(want, abs=1e-6)
+    assert [r["probs"][1] for r in got] == pytest.approx(want, abs=1e-6)
     assert [r["label"] for r in got] == [int(w > 0.5) for w in want]
-    assert set(got[0]) == {"prob", "label", "name"}
+    # issue 25: every kind gives the same keys; probability is the named class's
+    assert set(got[0]) == {"label", "name", "probability", "probs"}
+    assert all(r["probability"] == r["probs"][r["label"]] for r in got)
     assert [r["name"] for r in got] == [("negative", "positive")[r["label"]] for r in got]
     assert p.predict(texts[0]) == got[:1]  # one string is one review
 
@@ -219,8 +223,8 @@ def test_predict_eval_mode_is_deterministic(imdb_run):
     texts = reviews(20, seed=3)
     first = p.predict(texts)
     assert p.predict(texts) == first
-    singles = [p.predict([t])[0]["prob"] for t in texts]  # BatchNorm in train mode would fail on one row
-    assert singles == pytest.approx([r["prob"] for r in first], abs=1e-6)
+    singles = [p.predict([t])[0]["probs"][1] for t in texts]  # BatchNorm in train mode would fail on one row
+    assert singles == pytest.approx([r["probs"][1] for r in first], abs=1e-6)
     p.model.train()  # a model left in train mode is put back in eval mode for predicting
     assert p.predict(texts) == first
 
@@ -246,12 +250,14 @@ def test_empty_review_is_an_error(imdb_run, bad):
 # -- predict.py: images -------------------------------------------------------------------------------------
 
 def test_mnist_class_names_and_normalization():
+    from lit_regularize.data.kinds import data_kind
     from lit_regularize.data.mnist import IMAGE_DATASETS
-    from lit_regularize.predict import CLASS_NAMES
     from torchvision.datasets import FashionMNIST
 
-    assert CLASS_NAMES["fashion_mnist"] == tuple(FashionMNIST.classes)
-    assert CLASS_NAMES["mnist"] is None and set(IMAGE_DATASETS) == {"mnist", "fashion_mnist"}
+    # issue 25: every kind names its classes (MNIST: the digits), so predict prints the same columns for all
+    assert data_kind("fashion_mnist").class_names({}, None) == list(FashionMNIST.classes)
+    assert data_kind("mnist").class_names({}, None) == [str(d) for d in range(10)]
+    assert set(IMAGE_DATASETS) == {"mnist", "fashion_mnist"}
 
 
 def test_predict_images_equals_direct_model_call(fashion_run, tmp_path):
@@ -289,7 +295,7 @@ def test_image_preparation_inverts_when_asked_and_fits():
     fitted and centered."""
     from PIL import Image
 
-    from lit_regularize.predict import prepare_image
+    from lit_regularize.data.mnist import prepare_image
 
     page = np.full((100, 60), 255, np.uint8)  # white paper, a black 40x20 bar
     page[30:70, 20:40] = 0
@@ -347,12 +353,12 @@ def test_cli_every_route_agrees(imdb_run, tmp_path, capsys, monkeypatch):
         assert rc == 0, (name, err)
         got = [json.loads(line) for line in out]
         assert [g["input"] for g in got] == texts, name
-        assert [{k: g[k] for k in ("prob", "label", "name")} for g in got] == want, name
+        assert [{k: g[k] for k in ("label", "name", "probability", "probs")} for g in got] == want, name
     rc, out, _ = cli([run_dir, *texts], capsys)
     assert rc == 0 and len(out) == len(texts)
-    for line, r, t in zip(out, want, texts):
-        assert line.startswith(f"{r['prob']:.4f} {'positive' if r['label'] else 'negative'}  ")
-        assert t.startswith(line.split("  ", 1)[1].rstrip("."))
+    for line, r, t in zip(out, want, texts):  # LABEL NAME  PROBABILITY  INPUT, as for every kind
+        assert line.startswith(f"{r['label']} {'positive' if r['label'] else 'negative'}  {r['probability']:.4f}  ")
+        assert t.startswith(line.split("  ", 2)[2].rstrip("."))
 
 
 def test_cli_images(fashion_run, tmp_path, capsys):
@@ -374,7 +380,7 @@ def test_cli_images(fashion_run, tmp_path, capsys):
     assert got[0]["input"] == str(png) and got[1]["input"] == f"{idx}[0]" and len(got) == 1 + len(images)
     rc, out, _ = cli([run_dir, png], capsys)
     k = want[0]["label"]
-    assert out == [f"{k} {FASHION_CLASSES[k]}  {want[0]['probs'][k]:.2f}  {png}"]
+    assert out == [f"{k} {FASHION_CLASSES[k]}  {want[0]['probs'][k]:.4f}  {png}"]
 
 
 def _one_error_line(rc: int, err: str) -> str:
@@ -561,7 +567,7 @@ def test_non_utf8_text_one_rule_on_every_route(imdb_run, tmp_path, capsys, monke
         rc, out, err = cli([run_dir, *extra, "--json"], capsys)
         assert rc == 0, (source, err)
         got = json.loads(out[0])
-        assert got["input"] == REPLACED and got["prob"] == pytest.approx(want["prob"], abs=1e-6), source
+        assert got["input"] == REPLACED and got["probability"] == pytest.approx(want["probability"], abs=1e-6), source
         assert warnings_of(err) == [f"warning: {source}: 3 bytes not UTF-8, replaced by U+FFFD (save the text as "
                                     "UTF-8 to keep them)"], source
 

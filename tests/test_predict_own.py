@@ -188,6 +188,7 @@ def test_npz_csr_fit_sweep_predict(tmp_path, capsys, monkeypatch):
 
 # -- textdir --------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # several runs end to end (the fast suite keeps a 75 s budget)
 def test_textdir_fit_sweep_predict(tmp_path, capsys, monkeypatch):
     root = write_textdir(tmp_path / "reviews", n=30, test=True, seed=1)
     run_dir, best = fit_and_sweep(tmp_path, f"textdir:{root}", capsys, monkeypatch, ["--num-words", "20"])
@@ -240,6 +241,7 @@ def test_textdir_training_reads_text_by_the_same_rule(tmp_path, capsys):
 
 # -- imagedir -------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # several runs end to end (the fast suite keeps a 75 s budget)
 def test_imagedir_fit_sweep_predict(tmp_path, capsys, monkeypatch):
     root = write_imagedir(tmp_path / "shapes", n=20, size=10, seed=2)
     run_dir, best = fit_and_sweep(tmp_path, f"imagedir:{root}", capsys, monkeypatch, ["--image-size", "8"])

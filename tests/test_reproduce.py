@@ -50,6 +50,7 @@ def test_reproduce_quick_writes_one_self_contained_page_and_its_markdown_twin(tm
     assert f"wrote {out / 'reproduce.html'}" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # several runs end to end (the fast suite keeps a 75 s budget)
 def test_reproduce_only_some_experiments(tmp_path, imdb_dir, tiny_plan):
     out = tmp_path / "repro"
     assert cli.main(["--quick", "--only", "penalties", "kfold", "--seeds", "1", "--data-dir", str(imdb_dir),

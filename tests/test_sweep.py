@@ -76,7 +76,7 @@ def test_default_space_samples_conditional_regularizer_strengths():
     space = space_mod.parse_space(space_mod.load_space(space_mod.default_space()))
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     seen = set()
-    for _ in range(80):
+    for _ in range(150):
         trial = study.ask()
         params = space_mod.suggest(trial, space)
         study.tell(trial, 0.0)
@@ -89,7 +89,9 @@ def test_default_space_samples_conditional_regularizer_strengths():
         cfg = make_config(params)
         # an unsampled strength is the preset's zero, a sampled one is used as is
         assert cfg.l1 == params.get("l1", 0.0) and cfg.dropout == params.get("dropout", 0.0)
-    assert seen == {"none", "l1", "l2", "l1_l2", "dropout"}
+    # every reg choice of the shipped space (the classic five and whatever the catalog adds) is sampled
+    reg = next(p for p in space if p.name == "reg")
+    assert {"none", "l1", "l2", "l1_l2", "dropout"} <= seen == set(reg.choices)
     hidden = study.trials[0].distributions["hidden"]
     assert hidden.log and (hidden.low, hidden.high) == (4, 512)
 
@@ -244,6 +246,7 @@ def test_kfold_trial_value_is_fit_kfolds_mean_curve_rule(quick):
 
 # -- the CLI: resume, report, refit --------------------------------------------------------------------------
 
+@pytest.mark.slow  # several runs end to end (the fast suite keeps a 75 s budget)
 def test_sweep_resumes_reports_honestly_and_refits(tmp_path, quick, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the default storage optuna/<study>.db lands here
     space = write_space(tmp_path / "s.yaml", {**LR_SPACE, "hidden": {"type": "int", "low": 4, "high": 32,
@@ -344,6 +347,7 @@ def test_refit_all_trains_on_exactly_the_trials_train_and_val_examples(tmp_path,
            f"{best.user_attrs['best_epoch']} epochs" in out
 
 
+@pytest.mark.slow  # several runs end to end (the fast suite keeps a 75 s budget)
 def test_resuming_with_another_space_or_other_settings_is_one_error(tmp_path, quick, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     space = write_space(tmp_path / "s.yaml", LR_SPACE)
@@ -431,6 +435,7 @@ def test_one_worker_per_gpu_and_cores_split_on_cpu(monkeypatch):
 
 # -- crash safety: heartbeats, SIGKILL, Ctrl-C ---------------------------------------------------------------
 
+@pytest.mark.slow  # several runs end to end (the fast suite keeps a 75 s budget)
 def test_heartbeat_fails_a_silent_trial_and_queues_a_retry(tmp_path):
     url = storage.storage_url(str(tmp_path / "hb.db"), "hb")
     study = optuna.create_study(study_name="hb", storage=storage.open_storage(url, heartbeat=1))
@@ -622,6 +627,7 @@ def test_many_short_trials_from_four_processes_never_hit_a_locked_database(tmp_p
 
 # -- per-trial costs (issue #14): no histograms or last.ckpt in trials unless asked, same results -------------
 
+@pytest.mark.slow  # several runs end to end (the fast suite keeps a 75 s budget)
 def test_trials_skip_histograms_and_last_checkpoint_with_unchanged_results_and_the_refit_keeps_them(
         tmp_path, quick, capsys, monkeypatch):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -761,6 +767,7 @@ def test_one_study_folder_belongs_to_one_storage(tmp_path, quick, capsys, monkey
     assert json.loads((folder / study_mod.STUDY_MARK).read_text())["storage"] == f"sqlite:///{tmp_path / 'a.db'}"
 
 
+@pytest.mark.slow  # several runs end to end (the fast suite keeps a 75 s budget)
 def test_a_second_refit_is_counted_as_the_second_look_at_the_test_set(tmp_path, quick, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     space = str(write_space(tmp_path / "s.yaml", LR_SPACE))
@@ -813,3 +820,118 @@ def test_the_trial_value_is_the_best_val_loss_not_the_last(quick, monkeypatch, k
     assert t.value == pytest.approx(min(curve), rel=1e-6) and t.value != pytest.approx(curve[-1], rel=1e-6)
     assert t.user_attrs["best_epoch"] == 2  # 1-based
     assert t.user_attrs["val_curve"] == pytest.approx(curve, rel=1e-6)
+    # the train curve is recorded beside it (curves.png draws it dashed): the run's per-epoch train/loss (k-fold:
+    # the folds' mean, like the val curve)
+    dirs = t.user_attrs.get("fold_dirs") or [t.user_attrs["run_dir"]]
+    runs = [RunSummary.read(d).history["train_loss"] for d in dirs]
+    assert t.user_attrs["train_curve"] == pytest.approx(np.mean(runs, axis=0).tolist(), rel=1e-6)
+    assert len(t.user_attrs["train_curve"]) == len(curve)
+
+
+# -- the report (issue 25): what it lists, draws and links ----------------------------------------------------
+
+def synthetic_study(folder: Path, space: dict) -> optuna.Study:
+    """3 complete trials (the best unregularized), 2 pruned with reported values, 1 pruned that reported nothing;
+    params sampled in the reverse of the space's order; run folders under folder/st/trial_NNNN/version_0."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.trial import create_trial
+
+    study = optuna.create_study(study_name="st")
+    dist = {"hidden": CategoricalDistribution([4, 8, 16]), "lr": FloatDistribution(1e-3, 2e-2, log=True)}
+    specs = [(States.COMPLETE, 0.30, "l2", 8), (States.COMPLETE, 0.25, "none", 4), (States.PRUNED, 0.50, "l2", 16),
+             (States.COMPLETE, 0.35, "none", 16), (States.PRUNED, 0.45, "l2", 8), (States.PRUNED, None, "l2", 4)]
+    for i, (state, value, reg, hidden) in enumerate(specs):
+        run_dir = folder / "st" / f"trial_{i:04d}" / "version_0"
+        run_dir.mkdir(parents=True)
+        curve = [value + 0.2, value + 0.1, value] if value is not None else []
+        study.add_trial(create_trial(
+            state=state, value=value if state == States.COMPLETE else None,
+            params={"hidden": hidden, "lr": 0.001 * (i + 1)}, distributions=dist,
+            intermediate_values={e + 1: v for e, v in enumerate(curve)} if state == States.PRUNED else {},
+            user_attrs={"config": {"reg": reg, "hidden": hidden, "l2": 1e-4 if reg == "l2" else 0.0},
+                        "val_curve": curve, "train_curve": [0.6, 0.4, 0.2][:len(curve)], "run_dir": str(run_dir),
+                        "best_epoch": 3, "epochs_run": len(curve)}))
+    study.set_user_attr("space", space)
+    return study
+
+
+def test_history_shows_every_finished_trial_with_pruned_ones_marked(tmp_path):
+    study = synthetic_study(tmp_path, {"lr": LR_SPACE["lr"]})
+    ax = report.history_figure(study).axes[0]
+    complete, pruned, lost = ax.collections  # dots, hollow triangles, crosses along the top
+    assert sorted(map(tuple, complete.get_offsets().tolist())) == [(0, 0.30), (1, 0.25), (3, 0.35)]
+    # a pruned trial at the lowest val/loss it reported; the one that reported nothing still marked
+    assert sorted(map(tuple, pruned.get_offsets().tolist())) == [(2, 0.50), (4, 0.45)]
+    assert [p[0] for p in lost.get_offsets().tolist()] == [5]
+    assert "6 finished trials: 3 complete, 3 pruned" in ax.get_title()
+    best_so_far = [ln for ln in ax.lines if ln.get_label() == "best so far"][0]
+    assert list(best_so_far.get_xdata()) == [0, 1, 3, 5] and list(best_so_far.get_ydata())[-1] == 0.25
+
+
+def test_curves_draw_each_trial_once_with_its_train_curve_dashed(tmp_path):
+    study = synthetic_study(tmp_path, {"lr": LR_SPACE["lr"]})
+
+    def drawn(top: int) -> tuple[list[str], list]:
+        ax = report.curves_figure(study, top=top).axes[0]
+        solid = [ln.get_label() for ln in ax.lines if ln.get_linestyle() == "-"]
+        dashed = [ln for ln in ax.lines if ln.get_linestyle() == "--"]
+        return solid, dashed
+    solid, dashed = drawn(top=5)  # trial 1 is the best and the best unregularized: one line, labelled as both
+    assert solid == ["trial 1 (none, best unregularized, 0.2500)", "trial 0 (l2, 0.3000)", "trial 3 (none, 0.3500)"]
+    assert len(dashed) == 3 and list(dashed[0].get_ydata()) == [0.6, 0.4, 0.2]  # every trial's train/loss
+    study2 = synthetic_study(tmp_path / "b", {"lr": LR_SPACE["lr"]})
+    study2.add_trial(optuna.trial.create_trial(value=0.1, params={}, distributions={}, user_attrs={
+        "config": {"reg": "l2"}, "val_curve": [0.2, 0.1], "train_curve": [0.3, 0.2]}))
+    ax = report.curves_figure(study2, top=1).axes[0]
+    solid = [ln.get_label() for ln in ax.lines if ln.get_linestyle() == "-"]
+    assert solid == ["trial 6 (l2, 0.1000)", "best unregularized: trial 1 (0.2500)"]  # outside the top: added once
+
+
+def test_report_lists_only_given_settings_links_html_orders_columns_by_space_and_uses_relative_paths(
+        tmp_path, monkeypatch):
+    import importlib
+    import importlib.util
+
+    from lit_regularize.sweeps import session
+
+    space = {"lr": LR_SPACE["lr"], "hidden": {"type": "categorical", "choices": [4, 8, 16]}}
+    study = synthetic_study(tmp_path / "logs", space)
+    fixed = session.check_fixed({"max_epochs": 3, "data_dir": "data"})
+    assert fixed == {"max_epochs": 3, "data_dir": "data"}  # nothing the user did not give (was: progress: false)
+    cfg = objective_mod.trial_config(api_sweep(fixed, space), {"lr": 0.01}, 0)
+    assert cfg.progress is False and cfg.histogram_every == 0  # the trials' own defaults still apply
+    # plotly present: Optuna's interactive pages are written and linked
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: object() if n == "plotly" else real(n, *a))
+
+    class Page:
+        def to_html(self) -> str:
+            return "<html></html>"
+    # the module itself: until it is imported, optuna.visualization is a lazy proxy that the import replaces
+    vis = importlib.import_module("optuna.visualization")
+    monkeypatch.setattr(vis, "plot_optimization_history", lambda *a, **k: Page())
+    monkeypatch.setattr(vis, "plot_param_importances", lambda *a, **k: Page())
+    out = tmp_path / "logs" / "st" / "report"
+    names = [p.name for p in report.write_report(study, out, space, fixed)]
+    assert "history.html" in names and "importances.html" in names
+    text = (out / "report.md").read_text()
+    assert "![best val/loss per trial (pruned ones marked) and the best so far](history.png) " \
+           "([interactive](history.html))" in text
+    section = text.split("## Fixed settings")[1].split("## Search space")[0]
+    assert "max_epochs: 3" in section and "data_dir: data" in section and "progress" not in section
+    # leaderboard columns in the space's order (lr, hidden), not the trials' sampling order (hidden, lr)
+    header = (out / "leaderboard.md").read_text().splitlines()[0]
+    assert header.startswith("| rank | trial | state | lr | hidden | best val/loss |")
+    rows = list(csv.DictReader((out / "leaderboard.csv").open()))
+    assert list(rows[0])[3:5] == ["lr", "hidden"]
+    # every path relative to the report folder, and it leads to the run folder
+    for r in rows:
+        assert r["run_dir"] == f"../trial_{int(r['trial']):04d}/version_0"
+        assert (out / r["run_dir"]).resolve() == (tmp_path / "logs" / "st" / f"trial_{int(r['trial']):04d}"
+                                                 / "version_0")
+    assert "run folder [`../trial_0001/version_0`](../trial_0001/version_0)" in text
+    other = tmp_path / "elsewhere" / "rep"  # --report DIR: relative to DIR as well
+    report.write_report(study, other, space, fixed)
+    assert "(../../logs/st/trial_0001/version_0)" in (other / "report.md").read_text()
+    monkeypatch.chdir(tmp_path)  # an older study recorded run folders relative to the sweep's working directory
+    assert report.relative("logs/st/trial_0001/version_0", out) == "../trial_0001/version_0"

@@ -40,21 +40,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.print_config:
         print_config_and_exit(cfg)
 
-    from lit_regularize.report import print_summary
+    from lit_regularize.callbacks import epoch_lines
     from lit_regularize.run import quiet_lightning, run
 
     quiet_lightning()
-    if cfg.kfold >= 2 and cfg.fold is None:
-        from lit_regularize.kfold import run_kfold
+    with epoch_lines(unless_silenced=True):  # one line per epoch, also under --no-progress and in a log file
+        if cfg.kfold >= 2 and cfg.fold is None:
+            from lit_regularize.kfold import run_kfold
 
-        summary = run_kfold(cfg)
-    else:
-        summary = run(cfg)
+            summary = run_kfold(cfg)  # folds in worker processes (--kfold-workers) print none
+        else:
+            summary = run(cfg)
     _print_once(summary)
     return 0
 
 
 def _resume(args: argparse.Namespace) -> int:
+    from lit_regularize.callbacks import epoch_lines
     from lit_regularize.config import make_config
     from lit_regularize.rundir import RunDir, resume_config
     from lit_regularize.run import quiet_lightning, run
@@ -74,7 +76,9 @@ def _resume(args: argparse.Namespace) -> int:
     if args.print_config:
         print_config_and_exit(cfg)
     quiet_lightning()
-    _print_once(run(cfg, resume=rundir))
+    with epoch_lines(unless_silenced=True):
+        summary = run(cfg, resume=rundir)
+    _print_once(summary)
     return 0
 
 

@@ -1,7 +1,7 @@
 """Command lines of `predict` and `export` (torch is imported only after the arguments are parsed).
 
   predict RUN_DIR [INPUT ...] [--file F] [--last] [--invert] [--json] [--word-index PATH] [--data-dir DIR]
-  export RUN_DIR [--format torchscript|onnx] --out FILE [--last]
+  export RUN_DIR [--format pt2|onnx|torchscript] --out FILE [--last] [--word-index PATH] [--data-dir DIR]
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 from lit_regularize.cli.args import OneLineParser, guarded
 from lit_regularize.errors import UserError
@@ -19,24 +19,29 @@ from lit_regularize.errors import UserError
 PREVIEW = 60
 
 
-PREDICT_DOC = """Classify review texts (IMDB runs), images (MNIST / Fashion-MNIST runs) or new data of the kind
-an own-data run (--data KIND:PATH) trained on, with a trained run.
+PREDICT_DOC = """Classify new inputs of the kind a trained run learned: review texts (imdb, textdir), images
+(mnist, fashion_mnist, imagedir) or files of an own-data run's kind (npz, csv, ...).
 
-Inputs come from the arguments, else --file, else standard input (one review or path per line).
-IMDB: one review per argument / line (an argument that names an existing file is refused: read a file of
-reviews with --file); a --file ending in .jsonl holds one JSON object per line with a "text" field.
+Inputs come from the arguments, else --file, else standard input (one input per line).
+Text runs (imdb, textdir): one review per argument / line; a --file ending in .jsonl holds one JSON object per line
+with a "text" field. textdir runs also take .txt files and folders of them (an input that names an existing file or
+folder, or one word ending in .txt); an imdb argument that names an existing file is refused (read a file of
+reviews, one per line, with --file).
 Images: PNG/JPEG/... files (8-bit grayscale by their bit depth, 16-bit and float images scaled, transparent
 pixels white; a 28x28 image used as it is, others fitted to 28x28) or idx image files (every image in them),
 encoded exactly as the training images: MNIST / Fashion-MNIST are light on dark, so give --invert for
-dark-on-light pictures (scans, photos of paper); nothing is inverted otherwise. Own data, encoded with what the
-run folder saved at training time: csv: CSV files with the training feature columns (the label column is
-ignored); npz: .npz files with x (or x_indptr, x_indices, x_data, x_shape); textdir: .txt files or folders of
-them; imagedir: image files or folders of them. Output: one line per example (label, class name, probability,
-input; FILE[i] is row i of a file holding many), or one JSON object per line with --json.
+dark-on-light pictures (scans, photos of paper); nothing is inverted otherwise; imagedir: image files or folders.
+Own data, encoded with what the run folder saved at training time: csv: CSV files with the training feature columns
+(the label column is ignored; a category training never saw is all zeros, and said once per file); npz: .npz files
+with x (or x_indptr, x_indices, x_data, x_shape). A .jsonl --file of paths has a "path" field.
 
-Text is UTF-8 everywhere (arguments, --file, .jsonl, stdin, textdir .txt files): bytes that are not UTF-8 are
-replaced by U+FFFD, as at training, and one warning line per source says how many. Lists of paths (--file or
-stdin on an image or own-data run) are file names, read as the file system spells them.
+Output, the same for every kind: one line per example, `LABEL NAME  PROBABILITY  INPUT` (the class index, its name,
+its probability; FILE[i] is row i of a file holding many, a review is shown shortened), or with --json one object per
+line with the keys input, label, name, probability and probs (every class's probability).
+
+Text is UTF-8 everywhere (arguments, --file, .jsonl, stdin, .txt files): bytes that are not UTF-8 are replaced by
+U+FFFD, as at training, and one warning line per source says how many. Paths are file names, read as the file
+system spells them.
 
 The model is the run's best checkpoint (--last: last.ckpt), checked to be this run's and finite. A k-fold
 folder (fit --kfold) predicts with its refit model. A run that is not completed (running, interrupted,
@@ -46,11 +51,19 @@ summary.json names but that is missing is refused (use --last).
 examples:
   lit-regularize predict lightning_logs/imdb_none/version_0 "A wonderful film." "Two hours I will never get back."
   lit-regularize predict lightning_logs/imdb_none/version_0 --file reviews.jsonl --json
+  lit-regularize predict lightning_logs/textdir_reviews_none/version_0 "A wonderful film." new_reviews/
   lit-regularize predict lightning_logs/fashion_mnist_none/version_0 shoe.png t10k-images-idx3-ubyte
   lit-regularize predict lightning_logs/mnist_none/version_0 --invert digit_on_paper.jpg
   lit-regularize predict lightning_logs/csv_churn_none/version_0 new_customers.csv
-  lit-regularize predict lightning_logs/textdir_reviews_none/version_0 new_reviews/ --json
 """
+
+
+class Item(NamedTuple):
+    """One input: how the output names it, what is read, and whether it is a review text (else a path)."""
+
+    shown: str
+    value: str
+    text: bool
 
 
 def _raw_lines(args: argparse.Namespace) -> tuple[bytes, str]:
@@ -67,58 +80,72 @@ def _raw_lines(args: argparse.Namespace) -> tuple[bytes, str]:
     return (stream.read() if stream is not None else sys.stdin.read().encode("utf-8", "surrogateescape")), "stdin"
 
 
-def _text_lines(args: argparse.Namespace, is_text: bool) -> tuple[list[str], str]:
-    """The lines of --file or stdin: texts by textio's UTF-8 rule, paths as the file system spells them."""
+def _lines(args: argparse.Namespace, kind: Any) -> tuple[list[str], str]:
+    """The lines of --file or stdin: a text kind's by textio's UTF-8 rule (paths among them keep the bytes the file
+    system spells), other kinds' as file names."""
     from lit_regularize.textio import decode_text
 
     raw, where = _raw_lines(args)
     jsonl = bool(args.file) and str(args.file).endswith(".jsonl")
-    text = decode_text(raw, where) if is_text or jsonl else os.fsdecode(raw)
-    lines = text.splitlines()
+    if not (kind.takes_text or jsonl):
+        lines = os.fsdecode(raw).splitlines()
+    else:
+        as_paths = os.fsdecode(raw).splitlines() if kind.takes_text and not jsonl else None
+        lines = decode_text(raw, where).splitlines()
+        if as_paths is not None and len(as_paths) == len(lines):  # a line naming files: the name as spelled
+            lines = [p if kind.is_document_path(p) else t for p, t in zip(as_paths, lines)]
     while lines and not lines[-1].strip():  # a trailing newline or blank lines at the end are not inputs
         lines.pop()
     return lines, where
 
 
-def _refuse_file_paths(texts: list[tuple[str, str]]) -> None:
-    """A text run classifies the text it is given: one that names an existing file is almost surely meant as the
-    file's contents, so it is refused with the way to read it."""
+def _refuse_file_paths(kind: Any, texts: list[tuple[str, str]]) -> None:
+    """A text run whose examples are no files classifies the text it is given: one that names an existing file is
+    almost surely meant as the file's contents, so it is refused with the way to read it."""
+    if getattr(kind, "documents", ()):
+        return
     for where, t in texts:
         if "\n" not in t and os.path.isfile(t.strip()):  # os.path: never raises on a review's length or bytes
-            raise UserError(f"{where}: {t.strip()!r} is a file; IMDB runs classify review texts, not paths "
+            raise UserError(f"{where}: {t.strip()!r} is a file; {kind.name} runs classify review texts, not paths "
                             f"(to classify its lines: --file {t.strip()})")
 
 
-def _read_inputs(args: argparse.Namespace, is_text: bool) -> list[tuple[str, Any]]:
-    """(shown label, input) pairs from the arguments, --file or stdin."""
+def _jsonl(lines: list[str], where: str, key: str, text: bool) -> list[Item]:
+    """Items of a .jsonl --file: one object per line with a `key` string field."""
+    out = []
+    for n, line in enumerate(lines, 1):
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            raise UserError(f"{where} line {n}: not a JSON object") from None
+        if not isinstance(obj, dict) or not isinstance(obj.get(key), str):
+            raise UserError(f"{where} line {n}: expected a JSON object with a {key!r} string field")
+        out.append(Item(obj[key], obj[key], text))
+    return out
+
+
+def _read_inputs(args: argparse.Namespace, kind: Any) -> list[Item]:
+    """The inputs from the arguments, --file or stdin, each marked as a review text or a path."""
     from lit_regularize.textio import text_argument
 
     if args.inputs:
-        if not is_text:  # paths: the bytes the shell gave (Path handles non-UTF-8 names)
-            return [(s, s) for s in args.inputs]
-        texts = [text_argument(s, f"argument {n}") for n, s in enumerate(args.inputs, 1)]
-        _refuse_file_paths([(f"argument {n}", t) for n, t in enumerate(texts, 1)])
-        return [(t, t) for t in texts]
-    lines, where = _text_lines(args, is_text)
+        if not kind.takes_text:  # paths: the bytes the shell gave (Path handles non-UTF-8 names)
+            return [Item(s, s, False) for s in args.inputs]
+        items = [Item(s, s, False) if kind.is_document_path(s) else
+                 Item(t := text_argument(s, f"argument {n}"), t, True) for n, s in enumerate(args.inputs, 1)]
+        _refuse_file_paths(kind, [(f"argument {n}", it.value) for n, it in enumerate(items, 1) if it.text])
+        return items
+    lines, where = _lines(args, kind)
     if args.file and str(args.file).endswith(".jsonl"):
-        out = []
-        for n, line in enumerate(lines, 1):
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                raise UserError(f"{where} line {n}: not a JSON object") from None
-            key = "text" if is_text else "path"
-            if not isinstance(obj, dict) or not isinstance(obj.get(key), str):
-                raise UserError(f"{where} line {n}: expected a JSON object with a {key!r} string field")
-            out.append((obj[key], obj[key]))
-        return out
+        return _jsonl(lines, where, "text" if kind.takes_text else "path", kind.takes_text)
     for n, line in enumerate(lines, 1):
         if not line.strip():
-            raise UserError(f"{where} line {n}: empty {'review' if is_text else 'path'}")
-    if not is_text:
-        return [(line.strip(), line.strip()) for line in lines]
-    _refuse_file_paths([(f"{where} line {n}", line) for n, line in enumerate(lines, 1)])
-    return [(line, line) for line in lines]
+            raise UserError(f"{where} line {n}: empty {'review' if kind.takes_text else 'path'}")
+    if not kind.takes_text:
+        return [Item(line.strip(), line.strip(), False) for line in lines]
+    _refuse_file_paths(kind, [(f"{where} line {n}", line) for n, line in enumerate(lines, 1)])
+    return [Item(line.strip(), line.strip(), False) if kind.is_document_path(line) else Item(line, line, True)
+            for line in lines]
 
 
 def _printable(s: str) -> str:
@@ -130,15 +157,15 @@ def _printable(s: str) -> str:
     return raw.decode("utf-8", "replace")
 
 
+def _preview(text: str) -> str:
+    """A review on one line, shortened to PREVIEW characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= PREVIEW else text[:PREVIEW - 3] + "..."
+
+
 def _plain(result: dict[str, Any], shown: str) -> str:
-    shown = _printable(shown)
-    if "prob" in result:
-        text = " ".join(shown.split())
-        preview = text if len(text) <= PREVIEW else text[:PREVIEW - 3] + "..."
-        return f"{result['prob']:.4f} {result['name']}  {preview}"
-    k = result["label"]
-    name = f" {result['name']}" if "name" in result else ""
-    return f"{k}{name}  {result['probs'][k]:.2f}  {shown}"
+    """LABEL NAME  PROBABILITY  INPUT, for every kind."""
+    return f"{result['label']} {result['name']}  {result['probability']:.4f}  {_printable(shown)}"
 
 
 def _print_results(shown: list[str], results: list[dict[str, Any]], as_json: bool) -> None:
@@ -184,54 +211,57 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.batch_size < 1:
         parser.error("--batch-size must be >= 1")
 
+    from lit_regularize.data.kinds import data_kind
     from lit_regularize.predict import load, run_config
 
-    is_text = run_config(args.run_dir)["data"] == "imdb"
-    items = _read_inputs(args, is_text)
+    kind = data_kind(run_config(args.run_dir)["data"])
+    items = _read_inputs(args, kind)  # bad input is one line before the model is loaded
     if not items:
         raise UserError("no inputs (give them as arguments, with --file, or on stdin)")
     predictor = load(args.run_dir, last=args.last, word_index=args.word_index, data_dir=args.data_dir,
                      batch_size=args.batch_size, invert=args.invert)
-    if is_text:
-        shown = [s for s, _ in items]
-        results = predictor.predict([x for _, x in items])
-    else:  # an idx file, CSV, npz or folder expands to its examples, each named on its own line
-        shown, datasets = [], []
-        for _, x in items:
-            names, ds = predictor.read(x)
-            shown += names
-            datasets.append(ds)
-        results = predictor.predict_datasets(datasets)
+    # an idx file, CSV, npz or folder expands to its examples, each named on its own line; a review by its text
+    names, datasets = predictor.read_all([it.value for it in items], [it.text for it in items])
+    results = predictor.predict_datasets(datasets)
+    texts = {it.value for it in items if it.text}
+    shown = names if args.json else [_preview(n) if n in texts else n for n in names]
     _print_results(shown, results, args.json)
     return 0
 
 
 @guarded
 def export_main(argv: Optional[Sequence[str]] = None) -> int:
-    """`export` command line: a self-contained TorchScript / ONNX probability model of a run."""
+    """`export` command line: a self-contained torch.export (pt2) / ONNX / TorchScript probability model of a run."""
     parser = OneLineParser(prog="lit-regularize export", formatter_class=argparse.RawDescriptionHelpFormatter,
-                           description="Export a run's model (dense input -> probabilities) as TorchScript or ONNX,\n"
-                           "with <out>.json describing its input (size, normalization, vocabulary) and classes.\n\n"
+                           description="Export a run's model (dense input -> probabilities) as a torch.export\n"
+                           "program (pt2, the default: torch.export.load(FILE).module()), ONNX or TorchScript,\n"
+                           "with <out>.json describing its input (size, normalization; a text run's encoding\n"
+                           "recipe and vocabulary, so raw text is classified without lit_regularize) and classes.\n\n"
                            "The model is checked as predict checks it: the run's own and finite; a k-fold folder\n"
                            "exports its refit model; a run that is not completed gets a warning naming its status\n"
                            "and the epoch of the weights. --out is a file name; missing folders are created. The\n"
                            "model and <out>.json are written atomically, both or neither: a full disk or a\n"
                            "read-only folder is one error line and leaves no partial file.",
                            epilog="examples:\n"
-                           "  lit-regularize export lightning_logs/imdb_none/version_0 --out imdb.pt\n"
+                           "  lit-regularize export lightning_logs/imdb_none/version_0 --out imdb.pt2\n"
                            "  lit-regularize export lightning_logs/fashion_mnist_none/version_0 --format onnx "
                            "--out fmnist.onnx --last")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder: <logdir>/<name>/version_k (or the "
                         "k-fold folder fit --kfold prints: its refit model)")
-    parser.add_argument("--format", default="torchscript", choices=("torchscript", "onnx"),
-                        help="torchscript (default) or onnx (needs the onnx package)")
+    parser.add_argument("--format", default="pt2", choices=("pt2", "onnx", "torchscript"),
+                        help="pt2 (default; torch.export), onnx (pip install '.[export]') or torchscript "
+                        "(deprecated by torch)")
     parser.add_argument("--out", required=True, metavar="FILE", help="the model file to write")
     parser.add_argument("--last", action="store_true",
                         help="export checkpoints/last.ckpt instead of the best one")
+    parser.add_argument("--word-index", metavar="PATH",
+                        help="IMDB runs: keras' imdb_word_index.json (default: the one in the run's data folder)")
+    parser.add_argument("--data-dir", metavar="DIR", help="IMDB runs: the data folder holding imdb_word_index.json")
     args = parser.parse_args(argv)
     from lit_regularize.export import export
 
-    out = export(args.run_dir, args.format, args.out, last=args.last)
+    out = export(args.run_dir, args.format, args.out, last=args.last, word_index=args.word_index,
+                 data_dir=args.data_dir)
     print(f"wrote {out} and {out}.json")
     return 0
 

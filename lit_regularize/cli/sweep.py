@@ -1,14 +1,19 @@
 """An Optuna study over fit's runs: search hidden size, depth, regularizer and its strength, learning rate.
 
 Every fit flag is a fixed setting of all trials; the searched settings come from --space (default: the shipped
-search_space.yaml). Trials see validation data only; --refit-best tests the best trial once, the study's final
-untouched test estimate. Re-running the same command resumes the study; --n-trials is the total number of
-finished (complete + pruned) trials. A report is written to <logdir>/<study>/report/ at the end of every run;
+search_space.yaml). Trials see validation data only; --confirm-top K re-trains the K best trials with
+--confirm-seeds N new seeds each (validation only) and picks the winner by the confirmed mean; --refit-best tests
+the (confirmed) winner once, the study's final untouched test estimate. --objectives val/loss,params makes
+capacity a cost: the report draws the Pareto front of val/loss against the parameter count. Re-running the same
+command resumes the study (and its confirmation); --n-trials is the total number of finished (complete + pruned)
+trials. A report is written to <logdir>/<study>/report/ at the end of every run;
 every output folder is checked before the first trial, and <logdir>/<study> belongs to one storage's study.
 
 Examples:
   lit-regularize sweep --n-trials 24 --workers 2 --max-epochs 8 --study-name imdb24
   lit-regularize sweep --study-name imdb24 --n-trials 0 --report reports/imdb24 --refit-best all
+  lit-regularize sweep --study-name imdb24 --n-trials 24 --max-epochs 8 --confirm-top 3 --confirm-seeds 3 --refit-best
+  lit-regularize sweep --objectives val/loss,params --n-trials 30 --max-epochs 8 --study-name imdb_pareto
   lit-regularize sweep --train-size 1000 --kfold 4 --n-trials 30 --study-name small_kfold
   lit-regularize sweep --storage postgresql://user@db-host/optuna --study-name shared   # on every machine
 """
@@ -55,10 +60,19 @@ def parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                    help="resume a study although fixed settings (data, training) differ from its start")
     s.add_argument("--report", metavar="DIR", **unset,
                    help="also write the report (leaderboard, figures, report.md) to DIR")
+    s.add_argument("--objectives", default="val/loss", metavar="LIST",
+                   help="what the study minimizes: val/loss, or val/loss,params (the parameter count as a cost: a "
+                        "Pareto front, no pruning) (default: val/loss)")
+    s.add_argument("--confirm-top", type=int, default=0, metavar="K",
+                   help="after the trials, re-train the K best complete trials with --confirm-seeds new seeds each "
+                        "(validation only; finished runs are kept) and pick the winner by their mean (default: 0, "
+                        "off)")
+    s.add_argument("--confirm-seeds", type=int, default=3, metavar="N",
+                   help="new seeds per confirmed trial (trial seed + 1000, + 2000, ...; at least 2) (default: 3)")
     s.add_argument("--refit-best", nargs="?", const="holdout", choices=("holdout", "all"), **unset,
-                   help="retrain the best trial with its seed and test it once: the final untouched test estimate "
-                        "(all: on its training + validation examples for its best epoch count); a later refit is "
-                        "counted as the study's 2nd, 3rd ... look at the test set")
+                   help="retrain the confirmed winner (else the best trial) with its seed and test it once: the final "
+                        "untouched test estimate (all: on its training + validation examples for its best epoch "
+                        "count); a later refit is counted as the study's 2nd, 3rd ... look at the test set")
     return p
 
 
@@ -77,7 +91,8 @@ def request(args: argparse.Namespace) -> Any:
                         storage=args.storage, workers=args.workers, gpus=args.gpus, sampler=args.sampler,
                         pruner=args.pruner, space=args.space, heartbeat=args.heartbeat,
                         allow_changed_settings=args.allow_changed_settings, report=args.report,
-                        refit_best=args.refit_best, fixed=given_settings(args))
+                        refit_best=args.refit_best, confirm_top=args.confirm_top, confirm_seeds=args.confirm_seeds,
+                        objectives=args.objectives, fixed=given_settings(args))
 
 
 @guarded

@@ -4,7 +4,9 @@ Keys: x_train, y_train and optionally x_test, y_test (dense numeric features, an
 CSR parts x_train_indptr, x_train_indices, x_train_data, x_train_shape (and x_test_*) for sparse inputs. CSR
 inputs whose stored values are all 1 are multi-hot and train through the sparse first layer (MultiHot batches);
 other CSR values become dense float rows one batch at a time. Features are used as given (no scaling).
-Labels are integers, remapped to 0..C-1; the class names are the label values.
+Labels are integers, remapped to 0..C-1; the class names are the label values. `NpzInputs` reads new .npz files
+for predict into the very Datasets training used. The kind (settings, predict, export) is
+lit_regularize.data.kinds.npz.
 """
 from __future__ import annotations
 
@@ -21,8 +23,9 @@ import torch
 from torch.utils.data import Dataset
 
 from lit_regularize.data.base import SplitDataModule
-from lit_regularize.data.imdb import CSRArrays, MultiHotDataset
-from lit_regularize.data.own import OwnData, as_int_labels, check_classes, encode_labels, stamp
+from lit_regularize.data.multihot import CSRArrays, MultiHotDataset
+from lit_regularize.data.own import (OwnData, as_int_labels, check_classes, encode_labels, existing_file, row_names,
+                                     stamp)
 from lit_regularize.errors import DataError
 
 CSR_PARTS = ("indptr", "indices", "data", "shape")
@@ -270,4 +273,53 @@ class NpzDataModule(OwnData, SplitDataModule):
         return CSRValuesDataset(s.crow, s.cols, s.values, s.labels, idx, self.n_features)
 
 
-__all__ = ["NpzDataModule", "load_npz", "DenseRowsDataset", "CSRValuesDataset"]
+class NpzInputs:
+    """Rows of x (dense) or x_indptr/x_indices/x_data/x_shape (CSR) of new .npz files, as training's Datasets."""
+
+    takes_text = False
+
+    def __init__(self, n_features: int, dense: bool) -> None:
+        """n_features: the model's input width (new files must match it); dense: multi-hot CSR as dense rows."""
+        self.n_features, self.dense = n_features, dense
+
+    def read(self, item: Any) -> tuple[list[str], Dataset]:
+        """(a name per row, the Dataset of the rows) of one .npz file."""
+        p = existing_file(item, "an .npz file")
+        if not zipfile.is_zipfile(p):
+            raise DataError(f"{p}: not an npz (zip) archive")
+        try:
+            with np.load(p, allow_pickle=False) as f:
+                x, csr, n, nf = self._rows(p, f)
+        except DataError:
+            raise
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+            why = " ".join(str(e).split())[:120]
+            raise DataError(f"{p}: not a readable npz file ({type(e).__name__}: {why})") from None
+        if nf != self.n_features:
+            raise DataError(f"{p}: x has {nf} features but the run was trained on {self.n_features}")
+        if n == 0:
+            raise DataError(f"{p}: x has no rows")
+        labels = torch.zeros(n, dtype=torch.long)
+        if csr is None:
+            ds: Dataset = DenseRowsDataset(torch.from_numpy(x), labels, None)
+        elif bool((csr[2] == 1).all()):  # 0/1 multi-hot: the sparse first layer, as in training
+            ds = MultiHotDataset(CSRArrays(torch.from_numpy(csr[0]), torch.from_numpy(csr[1]), labels), None,
+                                 self.n_features, self.dense)
+        else:
+            ds = CSRValuesDataset(*(torch.from_numpy(a) for a in csr), labels, None, self.n_features)
+        return row_names(str(item), n), ds
+
+    @staticmethod
+    def _rows(p: Path, f: Any) -> tuple[Any, Any, int, int]:
+        """(dense x or None, CSR (crow, cols, values) or None, rows, features) of an open npz."""
+        if "x" in f.files:
+            x = _dense(p, np.asarray(f["x"]), "x")
+            return x, None, len(x), x.shape[1]
+        if "x_indptr" in f.files:
+            crow, cols, values, n, nf = _csr(p, f, "x")
+            return None, (crow, cols, values), n, nf
+        raise DataError(f"{p}: no x (dense features) or x_indptr/x_indices/x_data/x_shape (CSR); "
+                        f"keys found: {', '.join(sorted(f.files)) or 'none'}")
+
+
+__all__ = ["NpzDataModule", "NpzInputs", "load_npz", "DenseRowsDataset", "CSRValuesDataset"]

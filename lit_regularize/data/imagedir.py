@@ -4,7 +4,8 @@ and optionally PATH/test/<class>/*.
 Every image is decoded once, converted to 8-bit grayscale (`lit_regularize.data.images.to_gray8`: 16-bit and
 float images scaled by their bit depth, transparent pixels white), resized to image_size × image_size and kept
 as uint8; batches are normalized with the mean and standard deviation of the training examples' pixels. --augment,
---hflip and --n-per-class work as for MNIST (this is an ImageDataModule).
+--hflip and --n-per-class work as for MNIST (this is an ImageDataModule). `ImageDirInputs` reads new image files for
+predict by the same rule. The kind (settings, predict, export) is lit_regularize.data.kinds.imagedir.
 """
 from __future__ import annotations
 
@@ -18,11 +19,10 @@ import torch
 from torch.utils.data import Dataset
 
 from lit_regularize.data.images import to_gray8
+from lit_regularize.data.kinds.imagedir import IMAGE_SUFFIXES
 from lit_regularize.data.mnist import ImageDataModule, ImageDataset, balanced_subset
-from lit_regularize.data.own import OwnData, check_classes, class_folders, stamp
+from lit_regularize.data.own import OwnData, check_classes, class_folders, file_names, files_of, stamp
 from lit_regularize.errors import DataError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
 
 
 class ImageDir(NamedTuple):
@@ -124,4 +124,30 @@ class ImageDirDataModule(OwnData, ImageDataModule):
                                                               "mean": self.mean, "std": self.std}}
 
 
-__all__ = ["ImageDirDataModule", "load_imagedir", "read_image", "IMAGE_SUFFIXES"]
+class ImageDirInputs:
+    """Image files (or folders of them) decoded, resized and normalized as a run's training images; invert:
+    255 - pixel (asked for by predict --invert)."""
+
+    takes_text = False
+
+    def __init__(self, spec: dict[str, Any], invert: bool = False) -> None:
+        """spec: the run's normalization.json (image_size, mean, std)."""
+        self.size, self.mean, self.std = int(spec["image_size"]), float(spec["mean"]), float(spec["std"])
+        self.invert = invert
+
+    def read(self, item: Any) -> tuple[list[str], Dataset]:
+        """(a name per image, the Dataset of the images) of an image file or a folder of them."""
+        from lit_regularize.errors import UserError
+
+        if not isinstance(item, (str, os.PathLike)):
+            raise UserError(f"imagedir runs predict from file or folder paths, got {type(item).__name__}")
+        files = files_of(item, IMAGE_SUFFIXES, "image")
+        images = np.stack([read_image(f, self.size) for f in files])
+        if self.invert:
+            images = 255 - images
+        ds = ImageDataset(torch.from_numpy(images), torch.zeros(len(files), dtype=torch.long), None, self.mean,
+                          self.std)
+        return file_names(os.fspath(item), files), ds
+
+
+__all__ = ["ImageDirDataModule", "ImageDirInputs", "load_imagedir", "read_image", "IMAGE_SUFFIXES"]

@@ -1,4 +1,8 @@
-"""IMDB reviews as multi-hot vectors, kept compact (CSR word ids) and expanded per batch."""
+"""IMDB reviews (keras' imdb.npz) as multi-hot vectors, kept compact (CSR word ids) and expanded per batch.
+
+The kind (settings, predict, export) is lit_regularize.data.kinds.imdb; the multi-hot pieces are
+lit_regularize.data.multihot.
+"""
 from __future__ import annotations
 
 import functools
@@ -6,43 +10,21 @@ import os
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any, NamedTuple, Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from lit_regularize.data.base import SplitDataModule
+from lit_regularize.data.kinds.imdb import CLASS_NAMES
+from lit_regularize.data.multihot import CSRArrays, MultiHot, MultiHotDataset, encode  # noqa: F401 - MultiHot: old path
 from lit_regularize.errors import DataError
 
 IMDB_ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/imdb.npz"
 IMDB_SHA256 = "69664113be75683a8fe16e3ed0ab59fda8886cb3cd7ada244f7d9544e4676b9f"
-START_CHAR, OOV_CHAR, INDEX_FROM, KERAS_SEED = 1, 2, 3, 113
+KERAS_SEED = 113
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
-
-
-class MultiHot(NamedTuple):
-    """A batch of multi-hot rows in CSR form: row r holds word ids cols[crow[r]:crow[r + 1]]."""
-
-    crow: torch.Tensor
-    cols: torch.Tensor
-    n_features: int
-
-    def to_dense(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """The (rows, n_features) 0/1 matrix."""
-        rows = torch.repeat_interleave(torch.arange(len(self.crow) - 1, device=self.cols.device),
-                                       self.crow[1:] - self.crow[:-1])
-        out = torch.zeros(len(self.crow) - 1, self.n_features, dtype=dtype, device=self.cols.device)
-        out[rows, self.cols] = 1
-        return out
-
-
-class CSRArrays(NamedTuple):
-    """Unique word ids of every review (CSR) and the 0/1 labels."""
-
-    crow: torch.Tensor  # int64, len n + 1
-    cols: torch.Tensor  # int64 word ids, sorted within a row
-    labels: torch.Tensor  # float32
 
 
 def imdb_path(data_dir: Path) -> Path:
@@ -110,40 +92,6 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _encode(seqs: np.ndarray, num_words: int) -> tuple[np.ndarray, np.ndarray]:
-    """keras load_data semantics (start 1, ids + 3, OOV 2 above num_words), then unique ids per row (CSR)."""
-    rows_ids = []
-    for s in seqs:
-        try:
-            a = np.asarray(s)
-            if a.dtype.kind == "O":  # Python ints: exact, or an OverflowError for ids beyond int64
-                a = np.asarray(s, dtype=np.int64)
-        except (TypeError, ValueError, OverflowError) as e:
-            raise DataError(f"reviews must be sequences of integer word ids ({e})") from None
-        if a.size and a.dtype.kind not in "iu":
-            raise DataError(f"word ids must be integers, found {a.dtype} values (e.g. {a.ravel()[0]!r})")
-        if a.dtype.kind == "u":  # ids beyond the vocabulary become OOV anyway; clip before the int64 cast
-            a = np.minimum(a, np.uint64(2 ** 62))
-        rows_ids.append(a.astype(np.int64, copy=False).ravel())
-    lens = np.fromiter((len(a) for a in rows_ids), dtype=np.int64, count=len(rows_ids))
-    flat = np.concatenate(rows_ids) if rows_ids else np.zeros(0, np.int64)
-    flat = np.minimum(flat, np.int64(2 ** 62))  # + INDEX_FROM must not overflow
-    if flat.size and flat.min() < 0:
-        raise DataError(f"word ids must be >= 0, found {flat.min()}")
-    ids = flat + INDEX_FROM
-    ids[ids >= num_words] = OOV_CHAR
-    rows = np.repeat(np.arange(len(seqs), dtype=np.int64), lens)
-    # The start char begins every row; adding it as one more id per row keeps the encoding vectorized.
-    rows = np.concatenate([np.arange(len(seqs), dtype=np.int64), rows])
-    ids = np.concatenate([np.full(len(seqs), START_CHAR, np.int64), ids])
-    keys = np.sort(rows * num_words + ids)  # sort + mask: numpy 2's hashing np.unique is 10x slower here
-    keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])] if keys.size else keys
-    r, c = np.divmod(keys, num_words)
-    crow = np.zeros(len(seqs) + 1, np.int64)
-    np.cumsum(np.bincount(r, minlength=len(seqs)), out=crow[1:])
-    return crow, c
-
-
 @functools.lru_cache(maxsize=4)
 def load_imdb(path: str, num_words: int) -> dict[str, CSRArrays]:
     """keras-shuffled train/test splits of imdb.npz as CSR arrays; cached per process."""
@@ -155,7 +103,7 @@ def load_imdb(path: str, num_words: int) -> dict[str, CSRArrays]:
         order = np.arange(len(x))
         rng.shuffle(order)
         try:
-            crow, cols = _encode(x[order], num_words)
+            crow, cols = encode(x[order], num_words)
         except DataError as e:
             raise DataError(f"{path}: x_{split}: {e}") from None
         out[split] = CSRArrays(torch.from_numpy(crow), torch.from_numpy(cols),
@@ -163,56 +111,12 @@ def load_imdb(path: str, num_words: int) -> dict[str, CSRArrays]:
     return out
 
 
-def gather_rows(crow: torch.Tensor, cols: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """CSR (crow, cols) of rows idx, gathered without a Python loop."""
-    starts = crow[idx]
-    lens = crow[idx + 1] - starts
-    new_crow = torch.zeros(len(idx) + 1, dtype=torch.long)
-    torch.cumsum(lens, 0, out=new_crow[1:])
-    total = int(new_crow[-1])
-    pos = torch.repeat_interleave(starts - new_crow[:-1], lens, output_size=total).add_(torch.arange(total))
-    return new_crow, cols[pos]
-
-
-class MultiHotDataset(Dataset):
-    """Rows of a CSR matrix; __getitems__ builds a whole batch (CSR or dense float) at once."""
-
-    def __init__(self, arrays: CSRArrays, idx: Optional[np.ndarray], n_features: int, dense: bool) -> None:
-        self.n_features, self.dense = n_features, dense
-        if idx is None:
-            self.crow, self.cols, self.labels = arrays
-        else:  # a compact copy of just these rows, so sequential (eval) batches are plain slices
-            rows = torch.as_tensor(idx, dtype=torch.long)
-            self.crow, self.cols = gather_rows(arrays.crow, arrays.cols, rows)
-            self.labels = arrays.labels[rows]
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitems__(self, positions: list[int]) -> tuple[torch.Tensor | MultiHot, torch.Tensor]:
-        first, last = positions[0], positions[-1]
-        if last - first + 1 == len(positions) and positions == list(range(first, last + 1)):
-            crow = self.crow[first:last + 2] - self.crow[first]
-            cols = self.cols[self.crow[first]:self.crow[last + 1]]
-            y = self.labels[first:last + 1]
-        else:
-            rows = torch.as_tensor(positions, dtype=torch.long)
-            crow, cols = gather_rows(self.crow, self.cols, rows)
-            y = self.labels[rows]
-        x = MultiHot(crow, cols, self.n_features)
-        return (x.to_dense() if self.dense else x), y
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor | MultiHot, torch.Tensor]:
-        x, y = self.__getitems__([i])
-        return (x[0] if self.dense else x), y[0]
-
-
 class IMDBDataModule(SplitDataModule):
     """IMDB (keras npz) as num_words-wide multi-hot reviews; binary labels."""
 
     default_val_size = 10000
     n_classes = 2
-    class_names = ["negative", "positive"]
+    class_names = list(CLASS_NAMES)
 
     def __init__(self, data_dir: str | os.PathLike, num_words: int = 10000, dense: bool = False, **split: Any) -> None:
         """data_dir holds imdb.npz; dense: float rows instead of CSR batches; split: SplitDataModule's arguments."""

@@ -1,4 +1,22 @@
-"""MNIST / Fashion-MNIST (torchvision's raw idx layout): balanced subsets, optional augmentation."""
+"""MNIST / Fashion-MNIST (torchvision's raw idx layout): balanced subsets, optional augmentation; and new images for
+predict, encoded exactly as the training images (`ImageInputs`, never guessed at):
+
+* a file path (PNG/JPEG/..., any size and mode) or a PIL image: converted to 8-bit grayscale by the bit depth of
+  its mode (`lit_regularize.data.images.to_gray8`: 16-bit and float images scaled, transparent pixels white);
+  a 28x28 image is then used as it is, so a PNG written from an idx image predicts exactly like that image;
+  an image of another size is cropped to its content (pixels above 10% of the maximum), scaled to fit a 20x20
+  box (MNIST, as the digits were prepared) or 28x28 (Fashion-MNIST) keeping its aspect ratio, and centered on a
+  black 28x28;
+* an idx image file (torchvision raw layout): all of its images, used as they are;
+* a uint8 array (28x28, Nx28x28 or Nx784, 0..255) or a float array of the same shapes in 0..1
+  (a float array whose maximum is above 1 is read as 0..255): used as they are.
+
+MNIST and Fashion-MNIST are light objects on black. A dark-on-light picture (a scan, a photo of paper) must be
+inverted, and only on request (predict --invert): 255 - pixel of every input image, before cropping. Then pixels are
+normalized as in training, (x / 255 - mean) / std with the dataset's mean and std.
+
+The kinds (settings, predict, export) are lit_regularize.data.kinds.mnist.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -6,7 +24,7 @@ import contextlib
 import functools
 import os
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Sequence
 
 import numpy as np
 import torch
@@ -14,7 +32,8 @@ from torch.utils.data import Dataset
 from torchvision import datasets
 
 from lit_regularize.data.base import SplitDataModule
-from lit_regularize.errors import DataError
+from lit_regularize.data.kinds.mnist import FASHION_CLASSES, IMAGE_SIZE
+from lit_regularize.errors import DataError, UserError
 
 # name -> (torchvision class, normalization mean, std of the training images)
 IMAGE_DATASETS: dict[str, tuple[type, float, float]] = {
@@ -50,11 +69,8 @@ def _files(raw: Path, split: str) -> tuple[Path, Path]:
     return raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"
 
 
-CLASS_NAMES: dict[str, list[str]] = {
-    "mnist": [str(i) for i in range(10)],
-    "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                      "Ankle boot"],
-}
+CLASS_NAMES: dict[str, list[str]] = {"mnist": [str(i) for i in range(10)], "fashion_mnist": list(FASHION_CLASSES)}
+IDX_IMAGES_MAGIC = b"\x00\x00\x08\x03"
 
 
 def fetch_images(name: str, root: Path) -> Path:
@@ -218,3 +234,136 @@ class MNISTDataModule(ImageDataModule):
     def make_dataset(self, split: str, idx: Optional[np.ndarray]) -> Dataset:
         images, labels = self.arrays["test" if split == "test" else "train"]
         return ImageDataset(images, labels, idx, self.mean, self.std)
+
+
+# -- new images for predict --------------------------------------------------------------------------------------
+
+def fit_to_box(img: Any, box: int) -> np.ndarray:
+    """A light-on-dark grayscale PIL image cropped to its content, fitted into box x box, centered on a black
+    28x28."""
+    from PIL import Image
+
+    a = np.asarray(img, dtype=np.uint8)
+    mask = a > max(int(a.max()) // 10, 0)
+    if mask.any():
+        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        img = img.crop((int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1))
+    w, h = img.size
+    scale = box / max(w, h)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    img = img.resize(size, Image.Resampling.LANCZOS)
+    canvas = Image.new("L", (IMAGE_SIZE, IMAGE_SIZE), 0)
+    canvas.paste(img, ((IMAGE_SIZE - size[0]) // 2, (IMAGE_SIZE - size[1]) // 2))
+    return np.asarray(canvas, dtype=np.uint8)
+
+
+def box_of(data: str) -> int:
+    """The side an input picture of another size is fitted into for a run on data (mnist 20, fashion_mnist 28)."""
+    from lit_regularize.data.kinds import data_kinds
+
+    return int(data_kinds()[data].box)  # type: ignore[attr-defined]
+
+
+def prepare_image(img: Any, data: str = "mnist", invert: bool = False) -> np.ndarray:
+    """A PIL image as a 28x28 uint8 array encoded as the training images of data (see the module doc): 8-bit
+    grayscale by its mode's bit depth (to_gray8), 255 - pixel when invert, then fitted to 28x28 unless it is 28x28."""
+    from PIL import ImageOps
+
+    from lit_regularize.data.images import to_gray8
+
+    gray = to_gray8(img)
+    if invert:  # asked for (dark-on-light pictures), never guessed: a bright training image stays as it is
+        gray = ImageOps.invert(gray)
+    if gray.size == (IMAGE_SIZE, IMAGE_SIZE):
+        return np.asarray(gray, dtype=np.uint8)
+    return fit_to_box(gray, box_of(data))
+
+
+def array_images(a: Any, what: str) -> np.ndarray:
+    """uint8 0..255 (N, 28, 28) from an array input (see the module doc)."""
+    a = np.asarray(a)
+    if a.ndim == 2 and a.shape == (IMAGE_SIZE, IMAGE_SIZE):
+        a = a[None]
+    elif a.ndim == 2 and a.shape[1] == IMAGE_SIZE * IMAGE_SIZE:
+        a = a.reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
+    elif a.ndim == 4 and a.shape[1] == 1:
+        a = a[:, 0]
+    if a.ndim != 3 or a.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+        raise UserError(f"{what}: image arrays must be 28x28, Nx28x28 or Nx784, got shape {tuple(a.shape)}")
+    if a.dtype == np.uint8:
+        return a
+    if not np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_:
+        raise UserError(f"{what}: image arrays must hold numbers, got dtype {a.dtype}")
+    a = a.astype(np.float64)
+    if not np.isfinite(a).all():
+        raise UserError(f"{what}: image array holds NaN or inf")
+    if a.size and a.max() <= 1.0:
+        a = a * 255.0
+    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+
+
+def read_image_file(path: str | os.PathLike, data: str = "mnist", invert: bool = False) -> np.ndarray:
+    """(N, 28, 28) uint8 from an idx images file (all of them) or one image file; invert: 255 - pixel."""
+    from PIL import Image, UnidentifiedImageError
+
+    from lit_regularize.oserrors import os_reason
+
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise DataError(f"image {p}: cannot read ({os_reason(e)})") from None
+    if head == IDX_IMAGES_MAGIC:
+        images = array_images(read_idx(p, "images"), str(p))
+        return 255 - images if invert else images
+    try:
+        with Image.open(p) as img:
+            img.load()
+            return prepare_image(img, data, invert)[None]
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as e:
+        why = " ".join(str(e).split())[:100]
+        raise DataError(f"image {p}: not a readable image ({type(e).__name__}: {why})") from None
+
+
+class ImageInputs:
+    """New images of an MNIST / Fashion-MNIST run (paths, idx files, PIL images, arrays; see the module doc) as the
+    training ImageDataset: (x / 255 - mean) / std per batch, with the dataset's mean and std."""
+
+    takes_text = False
+
+    def __init__(self, data: str, invert: bool = False) -> None:
+        """data: mnist or fashion_mnist; invert: 255 - pixel of every input image."""
+        self.data, self.invert = data, invert
+        self.mean, self.std = IMAGE_DATASETS[data][1:]
+
+    def images(self, item: Any, position: int = 1) -> np.ndarray:
+        """(N, 28, 28) uint8 of one input: a path, an idx file (all its images), a PIL image or an array
+        (position: the input's number, for errors)."""
+        if isinstance(item, (str, os.PathLike)):
+            return read_image_file(item, self.data, self.invert)
+        if hasattr(item, "convert") and hasattr(item, "mode"):  # a PIL image
+            return prepare_image(item, self.data, self.invert)[None]
+        if isinstance(item, (torch.Tensor, np.ndarray)):
+            a = item.detach().cpu().numpy() if isinstance(item, torch.Tensor) else item
+            images = array_images(a, f"input {position}")
+            return 255 - images if self.invert else images
+        raise UserError(f"input {position}: expected an image path, PIL image or array, got {type(item).__name__}")
+
+    def read(self, item: Any) -> tuple[list[str], ImageDataset]:
+        """(a name per image, the Dataset of the images) of one input: an idx file holds many."""
+        return self.read_many([item])
+
+    def read_many(self, items: Sequence[Any], first: int = 0) -> tuple[list[str], ImageDataset]:
+        """(a name per image, one Dataset of the images of every input): one batch, as the images of one file."""
+        from lit_regularize.data.own import row_names
+
+        names: list[str] = []
+        arrays = []
+        for i, item in enumerate(items):
+            arrays.append(self.images(item, first + i + 1))
+            shown = os.fspath(item) if isinstance(item, (str, os.PathLike)) else "input"
+            names += row_names(shown, len(arrays[-1]))
+        images = np.concatenate(arrays) if arrays else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+        t = torch.from_numpy(np.ascontiguousarray(images))
+        return names, ImageDataset(t, torch.zeros(len(t), dtype=torch.long), None, self.mean, self.std)

@@ -1,5 +1,5 @@
 """What the user's-own-data DataModules share: the held-out test split, label encoding, fitted preprocessing,
-cache keys and the artifacts a run saves next to its checkpoints.
+cache keys and the artifacts a run saves next to its checkpoints; and how predict finds the files of new inputs.
 
 Every index (train_idx, val_idx, test_idx) counts examples of the training source in file order (rows of the
 CSV / npz arrays, files sorted by class folder then name), so split.npz names the very examples that were used.
@@ -16,7 +16,8 @@ from typing import Any, Iterable, Optional
 import numpy as np
 from torch.utils.data import Dataset
 
-from lit_regularize.data.splits import stratified_holdout
+from lit_regularize.data.kinds.base import CLASSES_FILE
+from lit_regularize.data.base import stratified_holdout
 from lit_regularize.errors import DataError
 
 #: share of the held-out training pool that validates when --val-size is not given
@@ -115,15 +116,51 @@ def class_folders(root: Path, suffixes: tuple[str, ...], what: str) -> dict[str,
     return out
 
 
-def write_artifacts(dm: Any, folder: str | os.PathLike) -> list[Path]:
-    """Write dm.artifacts() (DataModules without the method have none) as JSON files into a run folder.
+def existing(item: str | os.PathLike) -> Path:
+    """A predict input path that exists (a missing one is a DataError)."""
+    if not isinstance(item, (str, os.PathLike)):
+        from lit_regularize.errors import UserError
 
-    The hook for run(): after `rundir.write_split(dm.split_record())`, `write_artifacts(dm, rundir.path)`;
-    `RunDir.read_artifact(name)` reads them back (predict).
-    """
-    from lit_regularize.rundir import RunDir
+        raise UserError(f"own-data runs predict from file or folder paths, got {type(item).__name__}")
+    p = Path(item).expanduser()
+    if not p.exists():
+        raise DataError(f"{p}: no such file or folder")
+    return p
 
-    return RunDir(Path(folder)).write_artifacts(getattr(dm, "artifacts", dict)() or {})
+
+def existing_file(item: str | os.PathLike, what: str) -> Path:
+    """A predict input path that is a file (what: the kind of file expected, for the error)."""
+    p = existing(item)
+    if not p.is_file():
+        raise DataError(f"{p}: not a file (expected {what})")
+    return p
+
+
+def files_of(item: str | os.PathLike, suffixes: tuple[str, ...], what: str) -> list[Path]:
+    """[item] for a file (whatever its suffix), else the folder's files with one of suffixes, recursively, sorted."""
+    p = existing(item)
+    if p.is_file():
+        return [p]
+    try:
+        files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in suffixes
+                       and not any(part.startswith(".") for part in f.relative_to(p).parts))
+    except OSError as e:
+        from lit_regularize.oserrors import os_reason
+
+        raise DataError(f"{p}: cannot list ({os_reason(e)})") from None
+    if not files:
+        raise DataError(f"{p}: empty folder (no {what} files: {', '.join(suffixes)})")
+    return files
+
+
+def row_names(shown: str, n: int) -> list[str]:
+    """How predict names the examples of one input: the input itself, or input[i] when it holds several."""
+    return [shown] if n == 1 else [f"{shown}[{i}]" for i in range(n)]
+
+
+def file_names(item: str, files: list[Path]) -> list[str]:
+    """How predict names the examples of a file-or-folder input: the file as given, or each file of the folder."""
+    return [item] if Path(item).is_file() else [str(f) for f in files]
 
 
 class OwnData:
@@ -156,7 +193,7 @@ class OwnData:
 
     def artifacts(self) -> dict[str, Any]:
         """JSON-able files (name -> content) that predicting with this run needs; run() saves them in the run folder."""
-        return {"classes.json": list(self.class_names or [])}  # type: ignore[attr-defined]
+        return {CLASSES_FILE: list(self.class_names or [])}  # type: ignore[attr-defined]
 
     # -- SplitDataModule hooks --------------------------------------------------------------------------
     def load(self) -> None:
@@ -195,4 +232,6 @@ class OwnData:
         return record
 
 
-__all__ = ["OwnData", "write_artifacts", "class_folders", "stamp", "as_int_labels", "encode_labels", "sort_label_values", "check_classes", "DEFAULT_VAL_SHARE"]
+__all__ = ["OwnData", "class_folders", "existing", "existing_file", "files_of", "row_names", "file_names",
+           "stamp", "as_int_labels", "encode_labels", "sort_label_values", "check_classes",
+           "DEFAULT_VAL_SHARE"]

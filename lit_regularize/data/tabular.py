@@ -9,6 +9,10 @@ None, ?) is an error naming its line and column, unless --dropna drops such rows
 Memory: the file is streamed twice with the csv module (pass 1 finds column types, row count and labels; pass
 2 fills preallocated arrays): float32 numbers, int32 category codes, int64 labels, nothing per cell in Python
 objects, so the arrays take about 4 bytes a cell whatever the file's size.
+
+`CSVInputs` reads new CSV files for predict with the run's preprocessing.json into the training TableDataset; a
+category training never saw is all zeros, and one warning line per file says so. The kind (settings, predict,
+export) is lit_regularize.data.kinds.csv.
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ import torch
 from torch.utils.data import Dataset
 
 from lit_regularize.data.base import SplitDataModule
-from lit_regularize.data.own import OwnData, check_classes, sort_label_values, stamp
+from lit_regularize.data.own import OwnData, check_classes, existing_file, row_names, sort_label_values, stamp
 from lit_regularize.errors import DataError
 
 MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
@@ -347,4 +351,90 @@ class CSVDataModule(OwnData, SplitDataModule):
         return out
 
 
-__all__ = ["CSVDataModule", "load_csv", "fit_preprocessing", "TableDataset", "MISSING"]
+class CSVInputs:
+    """Rows of new CSV files, encoded with a run's preprocessing.json by the training TableDataset: the header names
+    the training feature columns (the label column, if present, and any other column are ignored)."""
+
+    takes_text = False
+
+    def __init__(self, where: Path, spec: dict[str, Any]) -> None:
+        """where: the preprocessing.json the spec was read from (named in errors); spec: its content."""
+        try:
+            numeric = sorted(spec["numeric"].items(), key=lambda kv: kv[1]["column"])
+            categorical = list(spec["categorical"].items())  # name -> {value: input column}
+            self.target, n_features = spec["target"], int(spec["n_features"])
+            mean = np.asarray([v["mean"] for _, v in numeric], np.float32)
+            std = np.asarray([v["std"] for _, v in numeric], np.float32)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise DataError(f"{where}: not the preprocessing a CSV run saves") from None
+        # code k < len(values) is the k-th saved category; code len(values) stands for every unseen one (-1: zeros)
+        self.values = [list(v) for _, v in categorical]
+        onehot = np.concatenate([[*cats.values(), -1] for _, cats in categorical]).astype(np.int64) \
+            if categorical else np.zeros(0, np.int64)
+        base = np.cumsum([0] + [len(v) + 1 for v in self.values[:-1]]).astype(np.int64) if self.values \
+            else np.zeros(0, np.int64)
+        self.prep = Preprocessing(mean, std, onehot, base, n_features)
+        self.num_names = [name for name, _ in numeric]
+        self.cat_names = [name for name, _ in categorical]
+
+    def read(self, item: Any) -> tuple[list[str], Dataset]:
+        """(a name per row, the Dataset of the rows) of one CSV file."""
+        p = existing_file(item, "a CSV file")
+        with _open(p) as f:
+            rows = _rows(p, f)
+            table, unseen = self._table(p, _header(p, rows), rows)
+        if unseen:
+            shown = ", ".join(f"{c} {sorted(v)[:3]!r}" for c, v in unseen.items())
+            print(f"warning: {p}: categories training never saw ({shown}); they are encoded as all zeros",
+                  file=sys.stderr)
+        return row_names(str(item), len(table.labels)), TableDataset(table, None, self.prep)
+
+    def _table(self, p: Path, header: list[str], rows: Any) -> tuple[Table, dict[str, set]]:
+        """The rows as a Table (category codes: the saved ones, len(values) for unseen), and the unseen values."""
+        names = self.num_names + self.cat_names
+        missing = [c for c in names if c not in header]
+        if missing:
+            raise DataError(f"{p}: no column(s) {', '.join(map(repr, missing[:5]))} that the training data had "
+                            f"(the model needs {', '.join(names)}; {self.target!r} is optional)")
+        num_at = [header.index(c) for c in self.num_names]
+        cat_at = [header.index(c) for c in self.cat_names]
+        code_of = [{v: k for k, v in enumerate(vals)} for vals in self.values]
+        nums, codes, lines = [], [], []
+        unseen: dict[str, set] = {}
+        for line, row in rows:
+            nums.append(self._numbers(p, line, row, header, num_at, cat_at))
+            cat = [row[j].strip() for j in cat_at]
+            codes.append([code_of[c].get(v, len(self.values[c])) for c, v in enumerate(cat)])
+            for c, v in enumerate(cat):
+                if v not in code_of[c]:
+                    unseen.setdefault(self.cat_names[c], set()).add(v)
+            lines.append(line)
+        if not lines:
+            raise DataError(f"{p}: no rows to predict (only a header)")
+        n = len(lines)
+        return Table(np.asarray(nums, np.float32).reshape(n, len(num_at)),
+                     np.asarray(codes, np.int32).reshape(n, len(cat_at)), np.zeros(n, np.int64),
+                     np.asarray(lines, np.int64)), unseen
+
+    def _numbers(self, p: Path, line: int, row: list[str], header: list[str], num_at: list[int],
+                 cat_at: list[int]) -> list[float]:
+        """One row's numeric features; a short row, a missing value, text or inf is one DataError."""
+        if len(row) != len(header):
+            raise DataError(f"{p}: line {line} has {len(row)} fields but the header has {len(header)}")
+        for name, j in zip(self.num_names + self.cat_names, num_at + cat_at):
+            if _is_missing(row[j]):
+                raise DataError(f"{p}: line {line}, column {name!r}: missing value {row[j]!r}")
+        x = []
+        for name, j in zip(self.num_names, num_at):
+            try:
+                v = float(row[j])
+            except ValueError:
+                raise DataError(f"{p}: line {line}, column {name!r}: {row[j]!r} is not a number (the column is "
+                                "numeric in the training data)") from None
+            if not math.isfinite(v):
+                raise DataError(f"{p}: line {line}, column {name!r}: inf is not a usable feature value")
+            x.append(v)
+        return x
+
+
+__all__ = ["CSVDataModule", "CSVInputs", "load_csv", "fit_preprocessing", "TableDataset", "MISSING"]

@@ -5,7 +5,8 @@ on the training examples only: words ranked by how often they occur there (1 = m
 first appearance), kept while id = rank + 3 < num_words, exactly as keras' IMDB encoding (start 1, OOV 2). Rows
 are multi-hot CSR, num_words wide, and train through the sparse first layer. The word index (word -> rank of the
 kept words) is an artifact of the run: `lit_regularize.text.encode_texts(texts, word_index, num_words)` encodes new
-texts into the very rows training used.
+texts into the very rows training used; `read_documents` reads new .txt files for predict by the same rule.
+The kind (settings, predict, export) is lit_regularize.data.kinds.textdir.
 """
 from __future__ import annotations
 
@@ -19,13 +20,11 @@ import torch
 from torch.utils.data import Dataset
 
 from lit_regularize.data.base import SplitDataModule
-from lit_regularize.data.imdb import CSRArrays, MultiHotDataset, _encode
-from lit_regularize.data.own import OwnData, check_classes, class_folders, stamp
+from lit_regularize.data.kinds.textdir import TEXT_SUFFIXES, WORD_INDEX
+from lit_regularize.data.multihot import CSRArrays, MultiHotDataset, encode
+from lit_regularize.data.own import OwnData, check_classes, class_folders, file_names, files_of, stamp
 from lit_regularize.errors import DataError
 from lit_regularize.text import text_to_word_sequence
-
-TEXT_SUFFIXES = (".txt",)
-WORD_INDEX = "word_index.json"
 
 
 class Corpus(NamedTuple):
@@ -54,6 +53,12 @@ def read_text(path: Path) -> str:
     except OSError as e:
         raise DataError(f"{path}: cannot read ({os_reason(e)})") from None
     return decode_text(raw, str(path))
+
+
+def read_documents(item: str) -> tuple[list[str], list[str]]:
+    """(a name per file, its text) of a .txt file or a folder of them (searched recursively), for predict."""
+    files = files_of(item, TEXT_SUFFIXES, "text")
+    return file_names(item, files), [read_text(f) for f in files]
 
 
 @functools.lru_cache(maxsize=4)
@@ -92,10 +97,10 @@ def fit_word_index(corpus: Corpus, idx: np.ndarray, vocabulary: list[str], num_w
 
 
 def encode_corpus(corpus: Corpus, ranks: np.ndarray, num_words: int) -> tuple[np.ndarray, np.ndarray]:
-    """CSR (crow, cols) keras ids of every text: imdb._encode of the texts' rank sequences (order is irrelevant
+    """CSR (crow, cols) keras ids of every text: multihot.encode of the texts' rank sequences (order is irrelevant
     to a multi-hot row, so the unique words stand for the sequence)."""
     seqs = np.split(ranks[corpus.words], corpus.crow[1:-1]) if len(corpus.labels) else []
-    return _encode(seqs, num_words)  # type: ignore[arg-type]
+    return encode(seqs, num_words)  # type: ignore[arg-type]
 
 
 class TextDirDataModule(OwnData, SplitDataModule):
@@ -141,4 +146,5 @@ class TextDirDataModule(OwnData, SplitDataModule):
         return {**super().artifacts(), WORD_INDEX: dict(self.word_index)}
 
 
-__all__ = ["TextDirDataModule", "load_textdir", "fit_word_index", "encode_corpus", "WORD_INDEX"]
+__all__ = ["TextDirDataModule", "load_textdir", "fit_word_index", "encode_corpus", "read_text", "read_documents",
+           "TEXT_SUFFIXES", "WORD_INDEX"]

@@ -1,7 +1,8 @@
 """Data augmentation of training images: a random rotation (10 deg) and resized crop (0.8-1.0), optional flips.
 
 Its settings are arguments of the image DataModules, which augment every training batch on its device with a
-seeded, checkpointed generator (`lit_regularize.data.augment`); validation, test and predict never see it.
+seeded, checkpointed generator (`lit_regularize.data.augment`); validation, test and predict never see it. Its
+settings apply to the kinds of the image family (lit_regularize.data.kinds: mnist, fashion_mnist, imagedir, ...).
 """
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ from typing import Any, Mapping, Optional
 from lit_regularize.regularizers.base import DATA, Regularizer, register_regularizer
 from lit_regularize.settings import setting
 
-IMAGES = ("mnist", "fashion_mnist", "imagedir")
-
 
 @register_regularizer("augment")
 class Augment(Regularizer):
@@ -19,9 +18,9 @@ class Augment(Regularizer):
 
     applies_to = DATA
     settings = (setting("augment", bool, False, "images: random rotation (10 deg) + resized crop (0.8-1.0) of "
-                        "training batches", "regularization", only=IMAGES),
+                        "training batches", "regularization", only=("image",)),
                 setting("hflip", bool, False, "images: also random horizontal flips when augmenting (changes "
-                        "digits)", "regularization", only=IMAGES))
+                        "digits)", "regularization", only=("image",)))
 
     @classmethod
     def enabled(cls, values: Mapping[str, Any]) -> bool:

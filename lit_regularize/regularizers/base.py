@@ -32,6 +32,8 @@ class Regularizer:
     search: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     #: MODEL: settings are model hyperparameters (saved in checkpoints); DATA: DataModule arguments
     applies_to: ClassVar[str] = MODEL
+    #: the metric a replaced training loss (`train_loss`) is logged as, beside the data loss train/loss
+    train_loss_name: ClassVar[str] = "train/objective"
 
     def __init__(self, **values: Any) -> None:
         own = {s.name: s.default for s in self.settings}
@@ -58,6 +60,11 @@ class Regularizer:
     def own(cls, values: Mapping[str, Any]) -> dict[str, Any]:
         """This regularizer's settings out of a larger mapping (missing ones at their defaults)."""
         return {s.name: values.get(s.name, s.default) for s in cls.settings}
+
+    def shown(self) -> list[str]:
+        """The settings that say how it is configured (a run's HParams record): its searched strengths and every
+        one of its settings away from its default."""
+        return [s.name for s in self.settings if s.name in self.search or self.values[s.name] != s.default]
 
     def describe(self) -> str:
         """How tables and figures name it, e.g. 'L2 0.001'."""
@@ -101,6 +108,11 @@ class Regularizer:
     def has_penalty(self) -> bool:
         """Whether this regularizer adds a loss term."""
         return type(self).penalty is not Regularizer.penalty
+
+    @property
+    def replaces_loss(self) -> bool:
+        """Whether this regularizer optimizes another loss than the data loss (then `train_loss_name` is logged)."""
+        return type(self).train_loss is not Regularizer.train_loss
 
 
 _REGISTRY: dict[str, type[Regularizer]] = {}
@@ -186,6 +198,13 @@ def strengths() -> dict[str, tuple[str, ...]]:
     return out
 
 
+def enabled_settings(values: Mapping[str, Any]) -> list[str]:
+    """The settings that say how the regularizers `values` switch on are configured (`Regularizer.shown`: what a
+    run's HParams record shows beside the usual columns), e.g. ['label_smoothing'] or ['weight_averaging',
+    'ema_decay']."""
+    return [name for cls in _REGISTRY.values() if cls.enabled(values) for name in cls(**cls.own(values)).shown()]
+
+
 def describe(values: Mapping[str, Any]) -> str:
     """How a run's regularization reads in tables: 'L2 0.001 + dropout 0.5', or 'none'."""
     regs = [cls(**cls.own(values)) for cls in _REGISTRY.values() if cls.enabled(values)]
@@ -201,4 +220,4 @@ def plugin_modules(values: Mapping[str, Any], names: Iterable[str] = ()) -> list
 
 
 __all__ = ["Regularizer", "register_regularizer", "registered", "presets", "presets_owner", "settings_of", "create",
-           "search_entries", "strengths", "describe", "plugin_modules", "MODEL", "DATA", "SHAPE"]
+           "search_entries", "strengths", "describe", "enabled_settings", "plugin_modules", "MODEL", "DATA", "SHAPE"]

@@ -3,6 +3,8 @@
 No trial sees the test set (`run(..., evaluate_test=False)`). The trial value is the best val/loss of the run;
 with --kfold it is what `fit --kfold` reports: the mean validation curve's lowest value (the mean-curve rule).
 val/loss is reported to the pruner after every epoch at step fold*max_epochs + epoch (epoch 1-based).
+With --objectives val/loss,params the trial returns (best val/loss, parameter count) and nothing is reported:
+Optuna cannot prune multi-objective studies.
 """
 from __future__ import annotations
 
@@ -56,11 +58,20 @@ class PruningCallback(pl.Callback):
     Own class: optuna-integration's callback imports lightning.pytorch, whose classes do not mix with
     pytorch_lightning's Trainer. Stopping (not raising) lets run() still write a complete summary.json.
     The pruner is not asked when this epoch ends the trial anyway (its last epoch, or early stopping):
-    pruning then saves nothing and would throw a finished result away."""
+    pruning then saves nothing and would throw a finished result away. report=False (multi-objective studies)
+    neither reports nor prunes. The model's parameter count is taken when the fit starts, before training."""
 
-    def __init__(self, trial: optuna.Trial, step_offset: int = 0, last_run: bool = True) -> None:
-        self.trial, self.step_offset, self.last_run = trial, step_offset, last_run
+    def __init__(self, trial: optuna.Trial, step_offset: int = 0, last_run: bool = True,
+                 report: bool = True) -> None:
+        self.trial, self.step_offset, self.last_run, self.report = trial, step_offset, last_run, report
         self.pruned_at: Optional[int] = None  # 1-based epoch
+        self.n_params: Optional[int] = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from lit_regularize.model import count_parameters
+
+        self.n_params = count_parameters(pl_module)
+        self.trial.set_user_attr("n_params", self.n_params)  # shown at once (dashboard), pruned trials too
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if STOP.is_set():
@@ -70,7 +81,7 @@ class PruningCallback(pl.Callback):
         from lit_regularize.trainer import MONITOR
 
         value = trainer.callback_metrics.get(MONITOR)
-        if trainer.sanity_checking or value is None or not math.isfinite(float(value)):
+        if not self.report or trainer.sanity_checking or value is None or not math.isfinite(float(value)):
             return  # non-finite: run()'s EarlyStopping(check_finite) ends the fit
         epoch = trainer.current_epoch + 1
         self.trial.report(float(value), self.step_offset + epoch)
@@ -92,7 +103,9 @@ class _Pruned(Exception):
 
 # Trials log no weight histograms unless --histogram-every is given: nobody reads dozens of trials' histograms, and
 # at hidden 512 they are a fixed cost per epoch that a short trial pays in full. Val loss is unaffected.
-TRIAL_DEFAULTS = {"histogram_every": 0}
+# No progress bars unless --progress is given: parallel workers' bars interleave. Defaults of the trials, not
+# settings the user gave: the study records (and its report lists) only those.
+TRIAL_DEFAULTS = {"histogram_every": 0, "progress": False}
 
 
 def trial_config(sweep: Sweep, params: Mapping[str, Any], number: int) -> Config:
@@ -110,16 +123,24 @@ def _finite(v: Optional[float]) -> Optional[float]:
     return v if v is not None and math.isfinite(v) else None
 
 
-def _holdout(trial: optuna.Trial, cfg: Config, searched: list[str]) -> float:
+def _curve(values: Any) -> list[Optional[float]]:
+    """A per-epoch curve as JSON (non-finite values as None)."""
+    return [_finite(None if v is None else float(v)) for v in values or []]
+
+
+def _holdout(trial: optuna.Trial, cfg: Config, searched: list[str], multi: bool = False) -> float:
     from lit_regularize.run import run
 
     t0 = time.perf_counter()
-    cb = PruningCallback(trial)
+    cb = PruningCallback(trial, report=not multi)
     # no last.ckpt: an interrupted trial is re-run from scratch (never resumed), so it would only cost writes
     s = run(cfg, extra_callbacks=[cb], evaluate_test=False, hparam_keys=searched, save_last=False)
-    _record(trial, {"run_dir": str(s.run_dir), "best_epoch": s.best_epoch, "val_acc": _finite(s.best_val_acc),
-                    "epochs_run": s.epochs_run, "seconds": time.perf_counter() - t0, "stop_reason": s.stop_reason,
-                    "val_curve": [_finite(v) for v in s.history.get("val_loss", [])]})
+    # absolute: a worker's working directory is not the report's; the report shows it relative to itself
+    _record(trial, {"run_dir": str(Path(s.run_dir).resolve()), "best_epoch": s.best_epoch,
+                    "val_acc": _finite(s.best_val_acc), "epochs_run": s.epochs_run,
+                    "seconds": time.perf_counter() - t0, "stop_reason": s.stop_reason,
+                    "val_curve": _curve(s.history.get("val_loss")),
+                    "train_curve": _curve(s.history.get("train_loss"))})
     if cb.pruned_at is not None:
         s.stop_reason = "pruned"
         s.write()
@@ -130,7 +151,7 @@ def _holdout(trial: optuna.Trial, cfg: Config, searched: list[str]) -> float:
     return float(s.best_val_loss)  # type: ignore[arg-type]
 
 
-def _kfold(trial: optuna.Trial, cfg: Config, searched: list[str]) -> float:
+def _kfold(trial: optuna.Trial, cfg: Config, searched: list[str], multi: bool = False) -> float:
     from lit_regularize.kfold import evaluate_folds, fold_configs
     from lit_regularize.run import run
 
@@ -140,7 +161,7 @@ def _kfold(trial: optuna.Trial, cfg: Config, searched: list[str]) -> float:
 
     def run_fold(c: Config) -> RunSummary:
         i = len(done)
-        cb = PruningCallback(trial, i * cfg.max_epochs, last_run=i == len(configs) - 1)
+        cb = PruningCallback(trial, i * cfg.max_epochs, last_run=i == len(configs) - 1, report=not multi)
         s = run(c, extra_callbacks=[cb], evaluate_test=False, hparam_keys=searched, save_last=False)
         done.append(s)
         if cb.pruned_at is not None:
@@ -149,12 +170,12 @@ def _kfold(trial: optuna.Trial, cfg: Config, searched: list[str]) -> float:
             raise _Pruned(s, i * cfg.max_epochs + cb.pruned_at)
         return s
 
-    base = {"run_dir": str(Path(cfg.logdir) / cfg.run_name), "fold_dirs": [], "val_acc": None,
+    base = {"run_dir": str((Path(cfg.logdir) / cfg.run_name).resolve()), "fold_dirs": [], "val_acc": None,
             "best_epoch": None, "val_curve": []}
     try:
         result = evaluate_folds(configs, run_fold=run_fold)
     except _Pruned as p:
-        _record(trial, {**base, "fold_dirs": [str(s.run_dir) for s in done],
+        _record(trial, {**base, "fold_dirs": [str(Path(s.run_dir).resolve()) for s in done],
                         "epochs_run": sum(s.epochs_run for s in done), "seconds": time.perf_counter() - t0,
                         "stop_reason": "pruned"})
         raise optuna.TrialPruned(str(p)) from None
@@ -163,19 +184,27 @@ def _kfold(trial: optuna.Trial, cfg: Config, searched: list[str]) -> float:
                         "stop_reason": "non_finite_loss"})
         raise optuna.TrialPruned(str(e)) from None
     e = result.chosen_epoch
-    _record(trial, {"run_dir": base["run_dir"], "fold_dirs": [str(s.run_dir) for s in result.folds],
+    _record(trial, {"run_dir": base["run_dir"], "fold_dirs": [str(Path(s.run_dir).resolve()) for s in result.folds],
                     "best_epoch": e, "val_acc": _finite(result.curves["val_acc"][e - 1]),
                     "epochs_run": sum(s.epochs_run for s in result.folds), "seconds": time.perf_counter() - t0,
                     "stop_reason": "chosen_epoch", "fold_val_losses": [s.history["val_loss"][e - 1]
                                                                         for s in result.folds],
-                    "val_curve": [_finite(v) for v in result.curves["val_loss"]]})
+                    "val_curve": _curve(result.curves["val_loss"]),
+                    "train_curve": _curve(result.curves["train_loss"])})
     return float(result.best_mean_val_loss)
 
 
-def make_objective(sweep: Sweep) -> Callable[[optuna.Trial], float]:
-    """The objective: best val/loss of the trial (k-fold: of the mean curve); non-finite runs are pruned."""
+def make_objective(sweep: Sweep) -> Callable[[optuna.Trial], Any]:
+    """The objective: best val/loss of the trial (k-fold: of the mean curve); non-finite runs are pruned.
+    Multi-objective: (best val/loss, parameter count)."""
     space = parse_space(sweep.space)
     searched = [p.name for p in space if p.searched]
+
+    def train(trial: optuna.Trial, cfg: Config) -> Any:
+        value = (_kfold if cfg.kfold >= 2 else _holdout)(trial, cfg, searched, sweep.multi)
+        if not sweep.multi:
+            return value
+        return value, int(trial.user_attrs["n_params"])  # recorded by PruningCallback when the fit started
 
     def objective(trial: optuna.Trial) -> float:
         try:  # a Ctrl-C anywhere in the trial, also while it records its worker and params, queues it again
@@ -189,7 +218,7 @@ def make_objective(sweep: Sweep) -> Callable[[optuna.Trial], float]:
             trial.set_user_attr("seed", cfg.seed)
             if STOP.is_set():
                 raise KeyboardInterrupt
-            return (_kfold if cfg.kfold >= 2 else _holdout)(trial, cfg, searched)
+            return train(trial, cfg)
         except (RunInterrupted, KeyboardInterrupt, SystemExit) as e:
             # Ctrl-C / SIGTERM: queue the same params again so the next invocation re-runs this trial first
             # (once: another process may have found this trial stale and queued it already).

@@ -1,5 +1,5 @@
 """One sweep session, for the command line and the Python API alike: check every input and output place, run the
-trials (in this process or in worker processes), refit, write the report.
+trials (in this process or in worker processes), confirm the winner with new seeds, refit, write the report.
 
 `SweepRequest` holds what `lit-regularize sweep` parses; `run_sweep(request)` does what the command does and
 returns the study with the exit code the command ends with.
@@ -37,6 +37,9 @@ class SweepRequest:
     allow_changed_settings: bool = False
     report: Optional[str] = None
     refit_best: Optional[str] = None
+    confirm_top: int = 0
+    confirm_seeds: int = 3
+    objectives: Any = "val/loss"  # "val/loss" or "val/loss,params" (or a list of names)
     fixed: dict[str, Any] = field(default_factory=dict)
 
 
@@ -56,7 +59,6 @@ def check_fixed(given: dict[str, Any]) -> dict[str, Any]:
     if fixed.get("fold") is not None:
         raise ConfigError("--fold: a sweep runs every fold of --kfold itself")
     fixed.pop("fold", None)
-    fixed.setdefault("progress", False)  # progress bars of parallel workers interleave
     if str(fixed.get("devices", "1")) != "1" or fixed.get("strategy", "auto") != "auto":
         raise ConfigError("--devices/--strategy: a sweep trial uses exactly one device; "
                           "use --workers and --gpus for parallel trials")
@@ -88,7 +90,7 @@ def make_sweep(request: SweepRequest) -> Any:
     """Validate every option, the space and the data before anything is written; the Sweep workers get."""
     from lit_regularize.sweeps.space import check_space, default_space, load_space, parse_space
     from lit_regularize.sweeps.storage import make_sampler, storage_url
-    from lit_regularize.sweeps.study import STUDY_NAME, Sweep
+    from lit_regularize.sweeps.study import STUDY_NAME, Sweep, parse_objectives
 
     if request.report and Path(request.report).exists() and not Path(request.report).is_dir():
         raise ConfigError(f"--report {request.report}: is a file, not a folder")
@@ -100,6 +102,7 @@ def make_sweep(request: SweepRequest) -> Any:
             raise ConfigError(f"{flag} must be {rule}, got {value}")
     if request.workers is not None and request.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {request.workers}")
+    check_confirm(request.confirm_top, request.confirm_seeds)
     fixed = check_fixed(request.fixed)
     space_path = request.space or str(default_space())
     space = load_space(space_path)
@@ -110,9 +113,23 @@ def make_sweep(request: SweepRequest) -> Any:
     sweep = Sweep(study_name=name, storage=storage_url(request.storage, name), fixed=fixed, space=space,
                   n_trials=request.n_trials, timeout=request.timeout, sampler=request.sampler,
                   pruner=request.pruner, heartbeat=request.heartbeat,
-                  allow_changed_settings=request.allow_changed_settings)
+                  allow_changed_settings=request.allow_changed_settings,
+                  objectives=parse_objectives(request.objectives))
     make_sampler(sweep.sampler, 0)  # a missing sampler dependency fails here, once
     return sweep
+
+
+def check_confirm(top: int, seeds: int) -> None:
+    """--confirm-top K >= 0 and, when confirming, --confirm-seeds N >= 2 (an interval needs two values) and scipy."""
+    if top < 0:
+        raise ConfigError(f"--confirm-top must be >= 0, got {top}")
+    if top and seeds < 2:
+        raise ConfigError(f"--confirm-seeds must be >= 2 (a confidence interval needs two seeds), got {seeds}")
+    if top:
+        try:
+            import scipy.stats  # noqa: F401  (the t quantiles and Welch's test)
+        except ImportError:
+            raise ConfigError("--confirm-top needs scipy for its intervals and test: pip install scipy") from None
 
 
 def check_outputs(sweep: Any, report_dir: Optional[str]) -> None:
@@ -133,23 +150,70 @@ def check_outputs(sweep: Any, report_dir: Optional[str]) -> None:
     sweep.check_folder()
 
 
-def check_refit(study: Any, mode: Optional[str]) -> None:
-    """--refit-best needs a complete trial: one error line (the counts of the others) instead of a silent skip."""
+def check_refit(study: Any, mode: Optional[str], confirm_top: int = 0) -> None:
+    """--refit-best and --confirm-top need a complete trial: one error line (the counts of the others) instead of a
+    silent skip."""
     from lit_regularize.sweeps.study import best_trial, state_counts
 
-    if mode and best_trial(study) is None:
+    wanted = [f for f, on in (("--refit-best", mode), ("--confirm-top", confirm_top)) if on]
+    if wanted and best_trial(study) is None:
         counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(state_counts(study).items())) or "no trials"
-        raise ConfigError(f"--refit-best: study {study.study_name} has no complete trial to refit ({counts})")
+        what = "refit" if wanted[0] == "--refit-best" else "confirm"
+        raise ConfigError(f"{wanted[0]}: study {study.study_name} has no complete trial to {what} ({counts})")
+
+
+def confirm(study: Any, top: int, seeds: int, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """--confirm-top K --confirm-seeds N: re-train the K best trials with N new seeds each, print the ranking."""
+    from lit_regularize.sweeps import confirm as confirming
+    from lit_regularize.sweeps.study import is_multi
+
+    chosen = confirming.candidates(study, top)
+    pool = "Pareto-front trials of lowest val/loss" if is_multi(study) else "best complete trials"
+    short = f" (the study has {len(chosen)})" if len(chosen) < top else ""
+    recorded = study.user_attrs.get(confirming.RUNS) or {}
+    kept = sum(f"{t.number}/{s}" in recorded for t in chosen for s in confirming.new_seeds(int(t.user_attrs["seed"]),
+                                                                                          seeds))
+    note = f"; {kept} of {len(chosen) * seeds} runs recorded earlier are kept" if kept else ""
+    echo(f"confirming the {top} {pool}{short} with {seeds} new seeds each (validation only{note})")
+    r = confirming.confirm(study, top, seeds, echo)
+    for row in r["rows"]:
+        note = f", diverged on {row['diverged']} of {len(row['values'])} seeds" if row["diverged"] else ""
+        echo(f"  trial {row['trial']:4d}: val/loss {confirming.shown(row)} (95 % CI, {row['n']} new seeds{note}); "
+             f"one seed {row['one_seed']:.4f}")
+    same = r["winner"] == r["one_seed_winner"]
+    echo(f"confirmed winner: trial {r['winner']} (" + ("also the one-seed winner" if same else
+                                                        f"the one-seed winner was trial {r['one_seed_winner']}")
+         + f"). {r['sentence']}")
+    return r
+
+
+def refit_choice(study: Any) -> tuple[Any, str]:
+    """The trial --refit-best refits and why: the confirmed winner when the study has a current confirmation, else
+    the best trial (multi-objective: the Pareto front's lowest-val/loss trial)."""
+    from lit_regularize.sweeps.confirm import RESULT, confirmed_winner
+    from lit_regularize.sweeps.study import best_trial, is_multi
+
+    winner = confirmed_winner(study)
+    if winner is not None:
+        r = study.user_attrs[RESULT]
+        return winner, f"the confirmed winner: {r['seeds']} new seeds each for the top {r['top']} trials"
+    why = ("the Pareto front's lowest-val/loss trial: a multi-objective study refits and confirms by val/loss"
+           if is_multi(study) else "")
+    if study.user_attrs.get(RESULT):
+        why = "; ".join(([why] if why else []) + ["the best one-seed trial: the study's confirmation predates its "
+                                                  "present top trials (run --confirm-top again)"])
+    return best_trial(study), why
 
 
 def refit(study: Any, mode: str, echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """--refit-best: retrain the best trial and test it: a look at the test set, counted."""
+    """--refit-best: retrain the confirmed winner (or the best trial) and test it: a look at the test set, counted."""
     from lit_regularize.sweeps.study import ordinal, refit_best
     from lit_regularize.tables import fmt
 
-    r = refit_best(study, mode)
+    trial, why = refit_choice(study)
+    r = refit_best(study, mode, trial, why)
     where = ("on its training + validation examples" if r["mode"] == "all" else "on its training examples")
-    echo(f"refit of trial {r['trial']} {where} for {r['epochs']} epochs")
+    echo(f"refit of trial {r['trial']} {where} for {r['epochs']} epochs" + (f" ({why})" if why else ""))
     if r["mode"] != "all":
         echo(f"  val/loss {fmt(r['val_loss'])} (trial {fmt(r['trial_val_loss'])})")
     scores = f"test acc {fmt(r['test_acc'])}  test loss {fmt(r['test_loss'])}"
@@ -165,14 +229,15 @@ def refit(study: Any, mode: str, echo: Callable[[str], None] = print) -> dict[st
 
 
 def run_sweep(request: SweepRequest, echo: Callable[[str], None] = print) -> SweepOutcome:
-    """What `lit-regularize sweep` does: trials until the study has request.n_trials finished ones, the refit,
-    the report; interrupted: the study keeps its finished trials (code 130)."""
+    """What `lit-regularize sweep` does: trials until the study has request.n_trials finished ones, the
+    confirmation, the refit, the report; interrupted: the study keeps its finished trials and confirmation runs
+    (code 130)."""
     sweep = make_sweep(request)
 
     from lit_regularize.errors import RunInterrupted
     from lit_regularize.run import quiet_lightning
     from lit_regularize.sweeps import report, workers
-    from lit_regularize.sweeps.study import best_trial, counted, quiet_optuna
+    from lit_regularize.sweeps.study import best_trial, counted, objectives_of, quiet_optuna
 
     quiet_lightning()
     quiet_optuna()
@@ -191,12 +256,19 @@ def run_sweep(request: SweepRequest, echo: Callable[[str], None] = print) -> Swe
     study = sweep.open()
     if sweep.n_trials == 0:  # only a report / refit: the study's own settings, whatever flags were given
         sweep = dataclasses.replace(sweep, fixed=study.user_attrs.get("fixed", sweep.fixed),
-                                    space=study.user_attrs.get("space", sweep.space))
+                                    space=study.user_attrs.get("space", sweep.space),
+                                    objectives=objectives_of(study))
         check_outputs(sweep, request.report)  # its own logdir
+        if request.confirm_top:  # it trains: a missing data file is one line before any run folder
+            check_data(sweep.fixed)
     else:
         sweep.record_or_check(study)
     if counted(study) >= sweep.n_trials:
-        check_refit(study, request.refit_best)  # no trial will run: a refit without a complete trial is known now
+        # no trial will run: a refit or confirmation without a complete trial is known now
+        check_refit(study, request.refit_best, request.confirm_top)
+    elif sweep.multi and request.pruner != "none":
+        echo(f"pruning is off: Optuna cannot prune multi-objective studies (--objectives "
+             f"{','.join(sweep.objectives)}), so every trial runs to its last epoch or early stop")
     sweep.mark_folder()
     t0, code = time.perf_counter(), 0
     try:
@@ -218,17 +290,25 @@ def run_sweep(request: SweepRequest, echo: Callable[[str], None] = print) -> Swe
               "(see above); re-run to continue", file=sys.stderr)
         code = 1
     refitted = None
+    try:
+        if request.confirm_top and best_trial(study) is not None:
+            confirm(study, request.confirm_top, request.confirm_seeds, echo)
+    except (KeyboardInterrupt, RunInterrupted):
+        print(f"interrupted: study {sweep.study_name} keeps its finished confirmation runs; re-run the same "
+              "command to resume", file=sys.stderr)
+        return SweepOutcome(study, EXIT_INTERRUPTED)
     if request.refit_best and best_trial(study) is not None:
         refitted = refit(study, request.refit_best, echo)
     for out in [sweep.folder / "report"] + ([Path(request.report)] if request.report else []):
         files = report.write_report(study, out, sweep.space, sweep.fixed, sweep.storage)
-        echo(f"report:     {out / 'report.md'} ({len(files)} files)")
+        echo(f"report:     {(out / 'report.md').resolve()} ({len(files)} files)")  # absolute, as the run paths
     for note in report.study_warnings(study, sweep.space, sweep.base.max_epochs):
         print(f"warning: {note}", file=sys.stderr)
     echo(f"dashboard:  {report.dashboard_hint(sweep.storage)}")
-    check_refit(study, request.refit_best)  # the trials that ran left none complete: the report is written, then this
+    # the trials that ran left none complete: the report is written, then this
+    check_refit(study, request.refit_best, request.confirm_top)
     return SweepOutcome(study, code, refitted)
 
 
 __all__ = ["SweepRequest", "SweepOutcome", "run_sweep", "make_sweep", "check_fixed", "check_data", "check_outputs",
-           "check_refit", "refit"]
+           "check_confirm", "check_refit", "confirm", "refit_choice", "refit"]

@@ -120,9 +120,11 @@ def check_space(space: Sequence[Param], fixed: Mapping[str, Any], source: str = 
         if p.name in fixed:
             raise ConfigError(f"{source}: {p.name} is searched, so it cannot also be fixed by {flag(p.name)} "
                               "or --config; drop one of them")
+        # a conditional parameter is checked where it is sampled: with the first value its condition allows
+        condition = {name: values[0] for name, values in p.when}
         for value in (p.value,) if p.kind == "fixed" else p.choices or (p.low, p.high):
             try:
-                make_config({**fixed, p.name: value})
+                make_config({**fixed, **condition, p.name: value})
             except ConfigError as e:
                 raise ConfigError(f"{source}: {p.name} = {value!r} is not a valid setting ({e})") from None
 

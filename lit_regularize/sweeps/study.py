@@ -7,7 +7,7 @@ import logging
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -19,6 +19,9 @@ from lit_regularize.sweeps.space import parse_space, space_difference
 from lit_regularize.sweeps.storage import local_file, make_pruner, make_sampler, open_storage, shown_url
 
 METRIC = "val/loss"
+# --objectives: what a study minimizes. val/loss always comes first (best_trial, refit and confirmation rank by it);
+# params (the model's parameter count, fixed by its settings before training) makes capacity a cost.
+OBJECTIVES = (METRIC, "params")
 # --n-trials counts finished trials; failed ones do not count because they are retried
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -64,6 +67,12 @@ class Sweep:
     pruner: str = "median"
     heartbeat: int = 10
     allow_changed_settings: bool = False
+    objectives: list[str] = dataclasses.field(default_factory=lambda: [METRIC])
+
+    @property
+    def multi(self) -> bool:
+        """Whether the study has several objectives (val/loss and params): no pruning, a Pareto front."""
+        return len(self.objectives) > 1
 
     @property
     def heartbeats(self) -> bool:
@@ -129,9 +138,11 @@ class Sweep:
         quiet_optuna()
         base = self.base
         storage = open_storage(self.storage, self.heartbeat)
-        study = optuna.create_study(study_name=self.study_name, storage=storage, direction="minimize",
-                                    load_if_exists=True, sampler=optuna.samplers.RandomSampler(),
-                                    pruner=make_pruner(self.pruner, base.max_epochs, self.n_folds))
+        # Optuna cannot prune multi-objective studies (Trial.report raises): their trials run every epoch
+        pruner = make_pruner("none" if self.multi else self.pruner, base.max_epochs, self.n_folds)
+        study = optuna.create_study(study_name=self.study_name, storage=storage,
+                                    directions=["minimize"] * len(self.objectives), load_if_exists=True,
+                                    sampler=optuna.samplers.RandomSampler(), pruner=pruner)
         # Different seeds per worker and per restart: the same seed would re-propose the same first points.
         study.sampler = make_sampler(self.sampler, (base.seed + 7919 * worker + len(study.trials)) % 2 ** 32)
         return study
@@ -149,8 +160,13 @@ class Sweep:
         A different space is an error naming the first differing parameter; different fixed settings (other than
         HARMLESS ones) are an error unless --allow-changed-settings."""
         noted_space, noted_fixed = study.user_attrs.get("space"), study.user_attrs.get("fixed")
+        noted = objectives_of(study)
+        if noted_space is not None and noted != list(self.objectives):
+            # load_if_exists ignores the directions asked for: without this the trials would return the wrong count
+            raise ConfigError(f"--objectives: study {self.study_name} was started with --objectives "
+                              f"{','.join(noted)}, not {','.join(self.objectives)}; use those or a new --study-name")
         if noted_space is None:
-            study.set_metric_names([METRIC])
+            study.set_metric_names(list(self.objectives))
             study.set_user_attr("space", self.space)
             study.set_user_attr("fixed", self.fixed)
             return
@@ -171,10 +187,49 @@ class Sweep:
             study.set_user_attr("fixed", self.fixed)
 
 
+def parse_objectives(text: str | Sequence[str]) -> list[str]:
+    """--objectives val/loss[,params] in the canonical order (val/loss first); one error line otherwise."""
+    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
+    unknown = [n for n in names if n not in OBJECTIVES]
+    if unknown or METRIC not in names or len(set(names)) != len(names):
+        why = (f"unknown {unknown[0]!r}" if unknown else f"{METRIC} is required" if METRIC not in names
+               else "an objective is listed twice")
+        raise ConfigError(f"--objectives {','.join(names) or repr(text)}: {why} (choose {METRIC} or "
+                          f"{METRIC},params)")
+    return [n for n in OBJECTIVES if n in names]
+
+
+def objectives_of(study: optuna.Study) -> list[str]:
+    """The objectives a study was started with (its metric names; val/loss alone for unnamed single ones)."""
+    return list(study.metric_names or [METRIC] * len(study.directions))
+
+
+def is_multi(study: optuna.Study) -> bool:
+    """Whether a study minimizes several objectives (val/loss and params)."""
+    return len(study.directions) > 1
+
+
+def val_loss(t: FrozenTrial) -> Optional[float]:
+    """A trial's val/loss objective (the first of a multi-objective trial's values); None if it has none."""
+    return t.values[0] if t.values else None
+
+
+def n_params(t: FrozenTrial) -> Optional[int]:
+    """The model's parameter count a trial recorded before training (None for trials older than the record)."""
+    v = t.user_attrs.get("n_params")
+    return int(v) if v is not None else None
+
+
+def pareto_front(study: optuna.Study) -> list[FrozenTrial]:
+    """The non-dominated complete trials of a multi-objective study (Optuna's best_trials), by val/loss."""
+    return sorted(study.best_trials, key=lambda t: (t.values, t.number)) if is_multi(study) else []
+
+
 def changed_settings(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """(name, old, new) of the resolved fixed settings that differ, harmless ones left out."""
     a, b = make_config(old).to_dict(), make_config(new).to_dict()
-    return [(k, a[k], b[k]) for k in a if a[k] != b[k] and k not in harmless() and k != "name"]
+    keys = list(dict.fromkeys([*a, *b]))  # a run records only its own data kind's settings
+    return [(k, a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k) and k not in harmless() and k != "name"]
 
 
 def counted(study: optuna.Study) -> int:
@@ -190,24 +245,36 @@ def state_counts(study: optuna.Study) -> dict[str, int]:
     return counts
 
 
+def ranked(study: optuna.Study) -> list[FrozenTrial]:
+    """Complete trials by val/loss (ties: fewer parameters, then the earlier trial).
+
+    Multi-objective: the Pareto front's trials only, so the best is the front's lowest-val/loss trial (the
+    lowest val/loss of the study; a trial that ties it with more parameters is dominated)."""
+    pool = pareto_front(study) if is_multi(study) else study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    done = [t for t in pool if val_loss(t) is not None]
+    return sorted(done, key=lambda t: (val_loss(t), n_params(t) or 0, t.number))
+
+
 def best_trial(study: optuna.Study) -> Optional[FrozenTrial]:
-    """The complete trial of lowest val/loss, or None."""
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
-    return min(done, key=lambda t: (t.value, t.number)) if done else None
+    """The complete trial of lowest val/loss (multi-objective: the front's lowest-val/loss trial), or None."""
+    done = ranked(study)
+    return done[0] if done else None
 
 
-def refit_best(study: optuna.Study, mode: str = "holdout") -> dict[str, Any]:
-    """Retrain the best trial's config with its seed and test it: a look at the test set, counted (the first is the
-    untouched estimate; looks_at_test_set lists them all).
+def refit_best(study: optuna.Study, mode: str = "holdout", trial: Optional[FrozenTrial] = None,
+               why: str = "") -> dict[str, Any]:
+    """Retrain the best trial's (or `trial`'s: the confirmed winner) config with its seed and test it: a look at the
+    test set, counted (the first is the untouched estimate; looks_at_test_set lists them all).
 
     holdout: the same training examples and epochs (early stopping on the same validation set), best weights
     tested. all: `kfold.refit_config`: the trial's training and validation examples together (k-fold: the whole
     pool), for the trial's best (k-fold: chosen) epoch count, last weights tested. Recorded in the study's
-    user attrs as 'refit' (the latest, with its 'look' number) and 'refits' (every look) so the report shows them."""
+    user attrs as 'refit' (the latest, with its 'look' number and `why` this trial) and 'refits' (every look) so
+    the report shows them."""
     from lit_regularize.kfold import refit_config
     from lit_regularize.run import run
 
-    best = best_trial(study)
+    best = trial or best_trial(study)
     if best is None:
         raise ConfigError(f"--refit-best: study {study.study_name} has no complete trial")
     cfg = make_config(best.user_attrs["config"], source=f"trial {best.number}")
@@ -229,7 +296,8 @@ def refit_best(study: optuna.Study, mode: str = "holdout") -> dict[str, Any]:
     earlier = looks_at_test_set(study)
     result = {"trial": best.number, "mode": mode, "epochs": summary.epochs_run, "run_dir": str(summary.run_dir),
               "test_loss": test["loss"], "test_acc": test["acc"], "weights": which,
-              "val_loss": summary.best_val_loss, "trial_val_loss": best.value, "look": len(earlier) + 1}
+              "val_loss": summary.best_val_loss, "trial_val_loss": val_loss(best), "look": len(earlier) + 1,
+              "chosen": why}
     study.set_user_attr("refits", earlier + [result])
     study.set_user_attr("refit", result)
     return result
@@ -249,5 +317,6 @@ def ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-__all__ = ["Sweep", "METRIC", "COUNTED", "STUDY_NAME", "STUDY_MARK", "quiet_optuna", "changed_settings",
+__all__ = ["Sweep", "METRIC", "OBJECTIVES", "COUNTED", "STUDY_NAME", "STUDY_MARK", "quiet_optuna", "changed_settings",
+           "parse_objectives", "objectives_of", "is_multi", "val_loss", "n_params", "pareto_front", "ranked",
            "counted", "state_counts", "best_trial", "refit_best", "looks_at_test_set", "ordinal"]

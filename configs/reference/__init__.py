@@ -1,0 +1,1 @@
+"""The notebooks' reference numbers (package data for lit-regularize reproduce)."""
