@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, ClassVar, Iterable, Mapping, Optional, Sequence
 
+from lit_regularize.registry import claim
 from lit_regularize.settings import Setting, declare, undeclare
 
 #: where a regularizer's settings go: the model's regularizers (saved in checkpoints), the DataModule's arguments
@@ -121,11 +122,7 @@ _REGISTRY: dict[str, type[Regularizer]] = {}
 def register_regularizer(name: str) -> Callable[[type[Regularizer]], type[Regularizer]]:
     """Class decorator: make a Regularizer subclass available as `name` (its settings, presets, search space)."""
     def add(cls: type[Regularizer]) -> type[Regularizer]:
-        if not (isinstance(cls, type) and issubclass(cls, Regularizer)):
-            raise TypeError(f"@register_regularizer({name!r}) needs a Regularizer subclass, got {cls!r}")
-        old = _REGISTRY.get(name)
-        if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
-            raise ValueError(f"regularizer {name!r} is already registered by {old.__module__}.{old.__qualname__}")
+        claim(_REGISTRY, name, cls, Regularizer, "regularizer", "register_regularizer")
         cls.name = name
         undeclare(name)  # a module imported again (a notebook cell run twice) re-declares its settings
         declare(*(_owned(s, name) for s in cls.settings))

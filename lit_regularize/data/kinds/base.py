@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Collection, Mapping, Optional, Sequence
 
 from lit_regularize.errors import ConfigError, DataError
+from lit_regularize.registry import claim
 from lit_regularize.settings import Setting, at_least, declare, setting, undeclare
 
 if TYPE_CHECKING:
@@ -273,11 +274,7 @@ def register_data_kind(name: str) -> Callable[[type[DataKind]], type[DataKind]]:
     """Class decorator: make a DataKind subclass available as --data NAME (or NAME:PATH when it takes a path);
     its settings join the schema (`only` defaults to the kind itself)."""
     def add(cls: type[DataKind]) -> type[DataKind]:
-        if not (isinstance(cls, type) and issubclass(cls, DataKind)):
-            raise TypeError(f"@register_data_kind({name!r}) needs a DataKind subclass, got {cls!r}")
-        old = _KINDS.get(name)
-        if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
-            raise ValueError(f"data kind {name!r} is already registered by {old.__module__}.{old.__qualname__}")
+        claim(_KINDS, name, cls, DataKind, "data kind", "register_data_kind")
         cls.name = name
         owner = f"data:{name}"
         undeclare(owner)  # a module imported again (a notebook cell run twice) re-declares its settings
