@@ -432,7 +432,10 @@ def test_cli_subprocess(imdb_run):
     r = subprocess.run([sys.executable, script, str(run_dir), "w1 w2 w3"], capture_output=True, text=True,
                        env=env, timeout=120)
     assert r.returncode == 0 and len(r.stdout.splitlines()) == 1, r.stderr
-    assert r.stdout.split()[0] == f"{load(run_dir).predict(['w1 w2 w3'])[0]['prob']:.4f}"
+    want = load(run_dir).predict(['w1 w2 w3'])[0]  # LABEL NAME  PROBABILITY  INPUT
+    label, name, prob = r.stdout.split()[:3]
+    # another process: equal within the printed rounding (a wrong class or model moves it far more)
+    assert [label, name] == [str(want["label"]), want["name"]] and abs(float(prob) - want["probability"]) < 2e-4
     r = subprocess.run([sys.executable, script, str(run_dir), " "], capture_output=True, text=True, env=env,
                        timeout=120)
     assert r.returncode == 2 and r.stderr.strip() == "error: review 1: empty review text"
