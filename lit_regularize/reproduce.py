@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,8 +211,8 @@ def markdown_tables_html(text: str) -> str:
             rows.clear()
     for line in text.splitlines():
         if line.startswith("|"):
-            cells = [c.strip().replace("\\|", "|") for c in line.strip().strip("|").split(" | ")]
-            if not all(set(c) <= set("-: ") for c in cells):
+            cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
+            if not all(c and set(c) <= set("-: ") for c in cells):  # the |---|---| line under the header
                 rows.append(cells)
             continue
         flush()
