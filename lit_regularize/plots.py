@@ -246,17 +246,28 @@ def curves_figure(histories: Mapping[str, Sequence[Mapping[str, Sequence]]], tit
     return fig
 
 
+def _curve(ax: Any, runs: Sequence[Mapping[str, Sequence]], key: str, color: str, label: str, what: str) -> None:
+    """The mean over seeds of one per-epoch key: validation solid with a ± 1 std band (several seeds), training
+    dashed (a dot when there is one epoch)."""
+    epochs, mean, std = curve_band([h.get(key) or [] for h in runs])
+    if not (len(epochs) and np.any(np.isfinite(mean))):
+        return
+    if key.startswith("val"):
+        ax.plot(epochs, mean, color=color, linestyle="-", marker="o", markersize=3, linewidth=1.8,
+                label=f"{label}: {what}")
+        if len(runs) > 1:
+            ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.18, linewidth=0)
+    else:
+        ax.plot(epochs, mean, color=color, linestyle="--", linewidth=1.5, label=f"{label}: {what}",
+                marker="o" if len(epochs) == 1 else "None", markersize=3)
+
+
 def _plot_run(ax_loss: Any, ax_acc: Any, label: str, color: str, runs: Sequence[Mapping[str, Sequence]],
               stars: list) -> str:
     """One run's curves (mean over its seeds); appends its best-epoch star; returns its legend text."""
     seeds = len(runs)
     summary = label if seeds == 1 else f"{label} (mean of {seeds} seeds)"
-    epochs, val, std = curve_band([h.get("val_loss") or [] for h in runs])
-    if len(epochs) and np.any(np.isfinite(val)):
-        ax_loss.plot(epochs, val, color=color, linestyle="-", marker="o", markersize=3, linewidth=1.8,
-                     label=f"{label}: val loss")
-        if seeds > 1:
-            ax_loss.fill_between(epochs, val - std, val + std, color=color, alpha=0.18, linewidth=0)
+    _curve(ax_loss, runs, "val_loss", color, label, "val loss")
     bests = seed_bests(runs)
     if bests:
         best_epoch, best_val = float(np.mean([e for e, _ in bests])), float(np.mean([v for _, v in bests]))
@@ -266,20 +277,9 @@ def _plot_run(ax_loss: Any, ax_acc: Any, label: str, color: str, runs: Sequence[
         accs = [_value_at(h.get("val_acc"), e) for h in runs for e, _ in seed_bests([h])]
         if all(math.isfinite(a) for a in accs):
             summary += f", acc {np.mean(accs):.1%}"
-    t_epochs, train, _ = curve_band([h.get("train_loss") or [] for h in runs])
-    if len(t_epochs) and np.any(np.isfinite(train)):
-        ax_loss.plot(t_epochs, train, color=color, linestyle="--", linewidth=1.5, label=f"{label}: train loss",
-                     marker="o" if len(t_epochs) == 1 else "None", markersize=3)  # one epoch: a dot
-    ta_epochs, train_acc, _ = curve_band([h.get("train_acc") or [] for h in runs])
-    if len(ta_epochs) and np.any(np.isfinite(train_acc)):
-        ax_acc.plot(ta_epochs, train_acc, color=color, linestyle="--", linewidth=1.5, label=f"{label}: train acc",
-                    marker="o" if len(ta_epochs) == 1 else "None", markersize=3)
-    a_epochs, acc, acc_std = curve_band([h.get("val_acc") or [] for h in runs])
-    if len(a_epochs) and np.any(np.isfinite(acc)):
-        ax_acc.plot(a_epochs, acc, color=color, linestyle="-", marker="o", markersize=3, linewidth=1.8,
-                    label=f"{label}: val acc")
-        if seeds > 1:
-            ax_acc.fill_between(a_epochs, acc - acc_std, acc + acc_std, color=color, alpha=0.18, linewidth=0)
+    _curve(ax_loss, runs, "train_loss", color, label, "train loss")
+    _curve(ax_acc, runs, "train_acc", color, label, "train acc")
+    _curve(ax_acc, runs, "val_acc", color, label, "val acc")
     return summary
 
 
