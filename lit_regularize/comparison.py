@@ -163,27 +163,48 @@ def _identity(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def run_study(configs: Mapping[str, Sequence[Config]], rerun: bool = False,
               log: Callable[[str], None] = print) -> Groups:
-    """run() every config (reusing completed runs with identical configs unless rerun); label -> summaries."""
+    """run() every config (reusing completed runs with identical configs unless rerun); label -> summaries.
+
+    Runs that share an architecture train together as populations (lit_regularize.population), at most
+    `population` at once (the configs' setting; 1 = one at a time)."""
     from lit_regularize.callbacks import epoch_lines
+    from lit_regularize.population import groups as populations, train_population
     from lit_regularize.run import run
 
-    total = sum(len(v) for v in configs.values())
-    groups: Groups = {}
+    flat = [(label, cfg) for label, cfgs in configs.items() for cfg in cfgs]
+    total = len(flat)
+    done: dict[int, RunSummary] = {}
     shown_models: set[str] = set()  # each distinct model's layer table is printed once, not once per run
-    k = 0
-    for label, cfgs in configs.items():
-        for cfg in cfgs:
-            k += 1
-            s = None if rerun else finished_run(cfg)
-            if s is not None:
-                log(f"[{k}/{total}] {cfg.run_name}: reusing {s.run_dir}")
+    todo = []
+    for k, (label, cfg) in enumerate(flat):
+        s = None if rerun else finished_run(cfg)
+        if s is not None:
+            log(f"[{k + 1}/{total}] {cfg.run_name}: reusing {s.run_dir}")
+            done[k] = s
+        else:
+            todo.append(k)
+    size = flat[0][1].population if flat else 0
+    for group in populations([flat[k][1] for k in todo], size):
+        ks = [todo[i] for i in group]
+        cfgs = [flat[k][1] for k in ks]
+        if len(ks) == 1:
+            log(f"[{ks[0] + 1}/{total}] {cfgs[0].run_name} (seed {cfgs[0].seed}): training up to "
+                f"{cfgs[0].max_epochs} epochs ...")
+        else:
+            log(f"[{', '.join(str(k + 1) for k in ks)}/{total}] training {len(ks)} runs as one population, up to "
+                f"{max(c.max_epochs for c in cfgs)} epochs ...")
+        with epoch_lines(unless_silenced=True):  # fit's epoch lines (not sweeps, k-fold workers, bench)
+            if len(ks) == 1:
+                summaries = [run(cfgs[0], shown_models=shown_models)]
             else:
-                log(f"[{k}/{total}] {cfg.run_name} (seed {cfg.seed}): training up to {cfg.max_epochs} epochs ...")
-                with epoch_lines(unless_silenced=True):  # fit's epoch lines (not sweeps, k-fold workers, bench)
-                    s = run(cfg, shown_models=shown_models)
-                log(f"[{k}/{total}] {cfg.run_name}: best epoch {s.best_epoch}, val/loss {fmt(s.best_val_loss)}, "
-                    f"{s.epochs_run} epochs, {s.wall_time:.0f} s")
-            groups.setdefault(label, []).append(s)
+                summaries = train_population(cfgs, shown_models=shown_models)
+        for k, cfg, s in zip(ks, cfgs, summaries):
+            done[k] = s
+            log(f"[{k + 1}/{total}] {cfg.run_name}: best epoch {s.best_epoch}, val/loss {fmt(s.best_val_loss)}, "
+                f"{s.epochs_run} epochs, {s.wall_time:.0f} s")
+    groups: Groups = {}
+    for k, (label, _) in enumerate(flat):
+        groups.setdefault(label, []).append(done[k])
     return groups
 
 

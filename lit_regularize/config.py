@@ -87,6 +87,10 @@ declare(
             roles=(RESUMABLE_ROLE, HARMLESS_ROLE)),
     setting("strategy", str, "auto", "Lightning strategy", "hardware",
             choices=("auto", "ddp", "ddp_spawn", "ddp_notebook"), roles=(RESUMABLE_ROLE,)),
+    setting("population", int, 0, "train the runs of a study that share an architecture (compare, fit --kfold) as one "
+            "vectorized model: 0 = all together, K = at most K at once, 1 = one at a time (--no-population); sweep: "
+            "trials asked and trained at once (0 counts as 1)", "hardware", metavar="K", check=at_least(0), negation=1,
+            roles=(DISPLAY_ROLE, RESUMABLE_ROLE, HARMLESS_ROLE)),
     setting("num_workers", int, 0, "DataLoader worker processes (batches are gathered in bulk, 0 is fastest)",
             "hardware", metavar="N", check=at_least(0), roles=(DISPLAY_ROLE, RESUMABLE_ROLE, HARMLESS_ROLE)),
 )

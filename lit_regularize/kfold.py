@@ -76,8 +76,23 @@ class FoldEvaluation:
 
 def evaluate_folds(configs: Sequence[Config], run_fold: Optional[Callable[[Config], RunSummary]] = None,
                    workers: int = 1) -> FoldEvaluation:
-    """Run every fold (in order, or in `workers` processes) and apply the mean-curve rule."""
-    if run_fold is None and workers > 1:
+    """Run every fold (as populations of the configs' `population` size where they can train together, else in
+    order, or in `workers` processes) and apply the mean-curve rule."""
+    from lit_regularize.population import groups as populations
+
+    plan = populations(configs, configs[0].population) if run_fold is None else []
+    if any(len(g) > 1 for g in plan):
+        from lit_regularize.population import train_population
+        from lit_regularize.run import run
+
+        found: dict[int, RunSummary] = {}
+        for g in plan:
+            members = [configs[i] for i in g]
+            out = (train_population(members, evaluate_test=False) if len(g) > 1
+                   else [run(members[0], evaluate_test=False)])
+            found.update(zip(g, out))
+        summaries = [found[i] for i in range(len(configs))]
+    elif run_fold is None and workers > 1:
         summaries = _run_parallel(configs, workers)
     else:
         if run_fold is None:

@@ -23,10 +23,30 @@ class WeightPenalty(Regularizer):
     """strength * norm(W) over the chosen Linear weight matrices (not biases, not BatchNorm; default: every hidden
     layer, the output layer only when --NAME-layers names it). Subclasses declare settings and `norm`."""
 
+    population = True  # the penalty reads linears() only
+
     @staticmethod
-    def norm(w: Any) -> Any:
-        """The penalty of one weight matrix, before multiplying by the strength."""
+    def norm(w: Any, dims: Any = None) -> Any:
+        """The penalty of one weight matrix, before multiplying by the strength (dims: sum over these only, e.g.
+        a population's stacked (K, in, out) weights -> K penalties)."""
         raise NotImplementedError
+
+    @classmethod
+    def population_penalty(cls, members: Sequence[Optional["Regularizer"]], views: Sequence[Any],
+                           stacked: Sequence[Any]) -> Any:
+        # every member at once: a per-member strength times the norm of each stacked (K, in, out) weight (summing
+        # member slices one by one would make autograd zero-fill the whole stack for each)
+        import torch
+
+        n_hidden = len(stacked) - 1
+        total = stacked[0].new_zeros(len(members))
+        for i, w in enumerate(stacked):
+            strengths = [0.0 if r is None or i not in _layers(r, n_hidden) else float(r.values[cls.name])
+                         for r in members]
+            if any(strengths):
+                s = torch.tensor(strengths, dtype=w.dtype, device=w.device)
+                total = total + s * cls.norm(w, (1, 2))
+        return total
 
     @classmethod
     def enabled(cls, values: Mapping[str, Any]) -> bool:
@@ -46,6 +66,11 @@ class WeightPenalty(Regularizer):
 
     def describe(self) -> str:
         return f"{self.name.upper()} {self.values[self.name]:g}"
+
+
+def _layers(r: Regularizer, n_hidden: int) -> Sequence[int]:
+    chosen = r.values[f"{r.name}_layers"]
+    return range(n_hidden) if chosen is None else [int(i) for i in chosen]
 
 
 def weight_penalty(linears: Sequence[Any], strength: float, layers: Optional[Sequence[int]], norm: Any) -> Any:

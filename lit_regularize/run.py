@@ -177,6 +177,12 @@ def run(cfg: Config, extra_callbacks: Sequence[pl.Callback] = (), resume: Option
     completed, interrupted (RunInterrupted is raised) or failed (the error is re-raised; a write failure as one line).
     """
     t_start = time.perf_counter()
+    if resume is not None:
+        from lit_regularize.population.train import is_member_checkpoint, train_population
+
+        if is_member_checkpoint(resume):  # a population member resumes as a population of one
+            return train_population([cfg], [resume], evaluate_test=evaluate_test, save_last=save_last,
+                                    hparam_keys=hparam_keys, shown_models=shown_models)[0]
     with contextlib.ExitStack() as held:
         if resume is not None:  # first of all: a resume of a run still going changes nothing, not even the RNG
             held.enter_context(_holding(resume, resuming=True))
@@ -241,7 +247,7 @@ def _train(cfg: Config, dm: SplitDataModule, model: RegularizedMLP, rundir: RunD
             best = rundir.keep_best(summary.best_epoch) if zero else rundir.best_checkpoints().get(summary.best_epoch)
             summary.best_checkpoint = rundir.rel(best)
             summary.last_checkpoint = rundir.rel(rundir.last_checkpoint) if save_last else None
-            _note_missing_best(summary, best, dm.has_validation, rundir, zero)
+            note_missing_best(summary, best, dm.has_validation, rundir, zero)
             if evaluate_test:
                 with signals.lightning():
                     summary.test = {"last": _test(trainer, model, dm, None, TEST_PREFIX["last"],
@@ -253,13 +259,13 @@ def _train(cfg: Config, dm: SplitDataModule, model: RegularizedMLP, rundir: RunD
                         summary.test["best"] = summary.test["last"]
             summary.status, summary.exit_code, summary.wall_time = "completed", 0, time.perf_counter() - t_start
             if zero:
-                _log_overfitting(logger, summary)
-                _log_hparams(logger, cfg, summary, hparam_keys, again=resuming and _has_hparams_record(rundir.path))
+                log_overfitting(logger, summary)
+                log_hparams(logger, cfg, summary, hparam_keys, again=resuming and has_hparams_record(rundir.path))
                 logger.finalize("success")
                 summary.write()
         except BaseException as e:
-            failure = _write_failure(e, rundir, save_last)
-            reason = None if failure is not None else _interrupt_reason(e, interrupt_cb.interrupted_by)
+            failure = write_failure_of(e, rundir, save_last)
+            reason = None if failure is not None else interrupt_reason(e, interrupt_cb.interrupted_by)
             if not fitted:  # cut short in the fit (after it, a test pass may have restored older callback state)
                 _fill(summary, cfg, trainer, history_cb.history, history_cb.non_finite, t_start)
             if zero and summary.best_checkpoint is None:  # the checkpoints written so far, for predict / compare
@@ -289,7 +295,7 @@ def _train(cfg: Config, dm: SplitDataModule, model: RegularizedMLP, rundir: RunD
     return trainer.strategy.broadcast(summary)
 
 
-def _write_failure(e: BaseException, rundir: RunDir, save_last: bool) -> Optional[WriteFailed]:
+def write_failure_of(e: BaseException, rundir: RunDir, save_last: bool) -> Optional[WriteFailed]:
     """A full disk or a read-only folder met anywhere in the run (checkpoints, summary.json, config.yaml, event files,
     hparams.yaml) as one line that says how to go on, else None."""
     failure = write_failure(e, fallback=rundir.path)
@@ -301,7 +307,7 @@ def _write_failure(e: BaseException, rundir: RunDir, save_last: bool) -> Optiona
     return failure.with_hint(f"{failure.fix}, then start the run again")
 
 
-def _note_missing_best(summary: RunSummary, best: Optional[Path], validated: bool, rundir: RunDir,
+def note_missing_best(summary: RunSummary, best: Optional[Path], validated: bool, rundir: RunDir,
                        zero: bool) -> None:
     """Say (summary.notes, a warning line) why a run that validated has no best weights to test; the last weights
     are never reported as the best ones."""
@@ -319,7 +325,7 @@ def _note_missing_best(summary: RunSummary, best: Optional[Path], validated: boo
         print(f"warning: {rundir.path}: {note}", file=sys.stderr)
 
 
-def _interrupt_reason(e: BaseException, seen_by_lightning: Optional[str]) -> Optional[str]:
+def interrupt_reason(e: BaseException, seen_by_lightning: Optional[str]) -> Optional[str]:
     """"KeyboardInterrupt" or "SIGTERM" when the run was interrupted, else None (a failure). Lightning may
     re-raise Ctrl-C / SIGTERM as another exception, so what its on_exception hook saw first counts."""
     name = type(e).__name__ if isinstance(e, Terminated) or seen_by_lightning not in INTERRUPTS else seen_by_lightning
@@ -365,7 +371,7 @@ def _fill(summary: RunSummary, cfg: Config, trainer: pl.Trainer, history: dict[s
 OVERFITTING_PREFIX = "val_overfitting"
 
 
-def _log_overfitting(logger: RunLogger, summary: RunSummary) -> None:
+def log_overfitting(logger: RunLogger, summary: RunSummary) -> None:
     """The run's overfitting numbers (summary.overfitting) as `val_overfitting/...` scalars at its last epoch."""
     numbers = {f"{OVERFITTING_PREFIX}/{k}": float(v) for k, v in (summary.overfitting or {}).items()
                if v is not None}
@@ -373,7 +379,7 @@ def _log_overfitting(logger: RunLogger, summary: RunSummary) -> None:
         logger.log_metrics(numbers, step=summary.epochs_run)
 
 
-def _log_hparams(logger: RunLogger, cfg: Config, summary: RunSummary, extra_keys: Sequence[str],
+def log_hparams(logger: RunLogger, cfg: Config, summary: RunSummary, extra_keys: Sequence[str],
                  again: bool) -> None:
     """The HParams record: the experiment's settings, booleans as booleans, with the run's real metrics.
 
@@ -394,7 +400,7 @@ def _log_hparams(logger: RunLogger, cfg: Config, summary: RunSummary, extra_keys
     logger.log_hyperparams(params, {k: (float("nan") if v is None else v) for k, v in metrics.items()})
 
 
-def _has_hparams_record(run_dir: os.PathLike) -> bool:
+def has_hparams_record(run_dir: os.PathLike) -> bool:
     """Whether an event file of the run folder already holds an HParams session (a resume of a run that once
     finished, also one interrupted again since): a second record would show the run twice in the HParams tab."""
     from tensorboard.plugins.hparams.metadata import SESSION_START_INFO_TAG
@@ -414,4 +420,5 @@ def _destroy_process_group() -> None:
 
 
 __all__ = ["run", "build_datamodule", "build_model", "check_hardware", "check_batchnorm", "quiet_lightning",
-           "HPARAM_KEYS", "Terminated"]
+           "log_overfitting", "log_hparams", "has_hparams_record", "note_missing_best", "write_failure_of", "interrupt_reason",
+           "HPARAM_KEYS", "Terminated", "OVERFITTING_PREFIX"]

@@ -41,6 +41,7 @@ class Setting:
     internal: bool = False  # set by the program (k-fold, sweeps), not a flag
     owner: str = "core"  # the module that declared it (a regularizer's name for plug-in settings)
     item: type = int  # the type of a list's items
+    negation: Any = None  # a non-bool setting with an off value: what --no-NAME sets
 
     def help_text(self) -> str:
         """The --help text (some are built from the registry, e.g. the --reg presets)."""

@@ -29,16 +29,27 @@ class _CSRMatmul(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
         crow, cols, values = ctx.saved_tensors
-        n, v = len(crow) - 1, ctx.n_features
-        grad_w = None
-        if ctx.needs_input_grad[2]:
-            rows = torch.repeat_interleave(torch.arange(n, device=cols.device), crow[1:] - crow[:-1])
-            order = torch.argsort(cols, stable=True)
-            t_crow = torch.zeros(v + 1, dtype=crow.dtype, device=crow.device)
-            torch.cumsum(torch.bincount(cols, minlength=v), 0, out=t_crow[1:])
-            x_t = torch.sparse_csr_tensor(t_crow, rows[order], values, (v, n), check_invariants=False)
-            grad_w = torch.mm(x_t, grad_out.contiguous())
+        grad_w = csr_t_matmul(crow, cols, grad_out, ctx.n_features, values) if ctx.needs_input_grad[2] else None
         return None, None, grad_w
+
+
+def csr_t_matmul(crow: torch.Tensor, cols: torch.Tensor, grad_out: torch.Tensor, n_features: int,
+                 values: torch.Tensor | None = None) -> torch.Tensor:
+    """X^T @ grad_out for the 0/1 CSR rows (crow, cols) of X: (n_features, width), the weight gradient of X @ W."""
+    n = len(crow) - 1
+    if values is None:
+        values = torch.ones(len(cols), dtype=grad_out.dtype, device=grad_out.device)
+    rows = torch.repeat_interleave(torch.arange(n, device=cols.device), crow[1:] - crow[:-1])
+    order = torch.argsort(cols, stable=True)
+    t_crow = torch.zeros(n_features + 1, dtype=crow.dtype, device=crow.device)
+    torch.cumsum(torch.bincount(cols, minlength=n_features), 0, out=t_crow[1:])
+    x_t = torch.sparse_csr_tensor(t_crow, rows[order], values, (n_features, n), check_invariants=False)
+    return torch.mm(x_t, grad_out.contiguous())
+
+
+def csr_matmul(crow: torch.Tensor, cols: torch.Tensor, weight_t: torch.Tensor) -> torch.Tensor:
+    """X @ weight_t for the 0/1 CSR rows (crow, cols) of X, differentiable in weight_t (in_features, out)."""
+    return _CSRMatmul.apply(crow, cols, weight_t)
 
 
 class MultiHotLinear(nn.Linear):
@@ -56,6 +67,6 @@ class MultiHotLinear(nn.Linear):
 
     def forward(self, x: torch.Tensor | MultiHot) -> torch.Tensor:  # type: ignore[override]
         if isinstance(x, MultiHot):
-            out = _CSRMatmul.apply(x.crow, x.cols, self.weight.t())
+            out = csr_matmul(x.crow, x.cols, self.weight.t())
             return out + self.bias if self.bias is not None else out
         return F.linear(x.flatten(1).to(self.weight.dtype), self.weight, self.bias)

@@ -61,6 +61,9 @@ class RunSummary:
     std_val_loss: Optional[list[float]] = None
     n_train: Optional[int] = None
     refit_dir: Optional[str] = None
+    # trained as member `index` (0-based) of a population of `size` (lit_regularize.population); wall_time is then
+    # the population's time until this member stopped, shared with the others
+    population: Optional[dict[str, Any]] = None
     # where the summary lives; not written (the file's own folder is the truth)
     run_dir: Path = field(default=Path("."), compare=False)
 

@@ -71,7 +71,12 @@ class TensorBoardExtras(pl.Callback):
 
         # in eval mode: reading a spectral-normed weight in train mode would step its sigma estimate
         with torch.no_grad(), reading_weights(pl_module):
-            for i, lin in enumerate(pl_module.linears()):
+            self.log_weights(writer, pl_module.linears(), step)
+
+    def log_weights(self, writer: Any, linears: Any, step: int) -> None:
+        """Each Linear's weight histogram (subsampled), mean |w| and near-zero fraction at `step` (1-based epoch)."""
+        with torch.no_grad():
+            for i, lin in enumerate(linears):
                 w = lin.weight.detach()
                 sample = self._sample(i, w).float().cpu()
                 sample = sample[torch.isfinite(sample)]  # a diverged run's NaN weights have no histogram

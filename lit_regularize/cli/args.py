@@ -86,6 +86,9 @@ def add_config_args(parser: argparse.ArgumentParser, argv: Sequence[str] = (), s
             # Choices are shown, but checked by Config's validation, which suggests the closest one.
             kwargs["metavar"] = "{" + ",".join(choices) + "}" if choices else s.metavar or name.upper()
         groups[s.group].add_argument(flag(name), **kwargs)
+        if s.negation is not None:
+            groups[s.group].add_argument("--no-" + flag(name)[2:], dest=name, action="store_const", const=s.negation,
+                                         default=argparse.SUPPRESS, help=f"same as {flag(name)} {s.negation}")
 
 
 def command_parser(prog: str, doc: str, argv: Sequence[str] = (), skip: Sequence[str] = (),

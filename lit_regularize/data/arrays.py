@@ -269,7 +269,8 @@ class NpzDataModule(OwnData, SplitDataModule):
         if s.x is not None:
             return DenseRowsDataset(s.x, s.labels, idx)
         if s.values is None:  # 0/1 multi-hot: the sparse first layer
-            return MultiHotDataset(CSRArrays(s.crow, s.cols, s.labels), idx, self.n_features, self.dense)
+            return MultiHotDataset(CSRArrays(s.crow, s.cols, s.labels), idx, self.n_features, self.dense,
+                                   copy=self.copy_rows)
         return CSRValuesDataset(s.crow, s.cols, s.values, s.labels, idx, self.n_features)
 
 

@@ -81,6 +81,9 @@ class SplitDataModule(pl.LightningDataModule):
 
     #: default validation size when val_size is None
     default_val_size = 10000
+    #: False: datasets view the loaded arrays instead of holding compact copies of their rows (the members of a
+    #: population set it, so that K splits of one dataset hold one copy of the data)
+    copy_rows = True
     #: class names, for predictions and reports (None: the class ids)
     class_names: Optional[list[str]] = None
 

@@ -143,4 +143,4 @@ class IMDBDataModule(SplitDataModule):
 
     def make_dataset(self, split: str, idx: Optional[np.ndarray]) -> Dataset:
         source = "test" if split == "test" else "train"
-        return MultiHotDataset(self.arrays[source], idx, self.n_features, self.dense)
+        return MultiHotDataset(self.arrays[source], idx, self.n_features, self.dense, copy=self.copy_rows)

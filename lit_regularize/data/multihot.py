@@ -92,21 +92,34 @@ def gather_rows(crow: torch.Tensor, cols: torch.Tensor, idx: torch.Tensor) -> tu
 
 
 class MultiHotDataset(Dataset):
-    """Rows of a CSR matrix; __getitems__ builds a whole batch (CSR or dense float) at once."""
+    """Rows of a CSR matrix; __getitems__ builds a whole batch (CSR or dense float) at once.
 
-    def __init__(self, arrays: CSRArrays, idx: Optional[np.ndarray], n_features: int, dense: bool) -> None:
+    copy=False keeps the arrays and gathers rows idx batch by batch (the members of a population, each with its own
+    split, then share one copy of the data); by default rows idx are copied once, compactly."""
+
+    def __init__(self, arrays: CSRArrays, idx: Optional[np.ndarray], n_features: int, dense: bool,
+                 copy: bool = True) -> None:
         self.n_features, self.dense = n_features, dense
+        self.rows: Optional[torch.Tensor] = None  # copy=False: the arrays' row of each position
         if idx is None:
             self.crow, self.cols, self.labels = arrays
+        elif not copy:
+            self.crow, self.cols, self.labels = arrays
+            self.rows = torch.as_tensor(idx, dtype=torch.long)
         else:  # a compact copy of just these rows, so sequential (eval) batches are plain slices
             rows = torch.as_tensor(idx, dtype=torch.long)
             self.crow, self.cols = gather_rows(arrays.crow, arrays.cols, rows)
             self.labels = arrays.labels[rows]
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.labels) if self.rows is None else len(self.rows)
 
     def __getitems__(self, positions: list[int]) -> tuple[torch.Tensor | MultiHot, torch.Tensor]:
+        if self.rows is not None:
+            rows = self.rows[torch.as_tensor(positions, dtype=torch.long)]
+            crow, cols = gather_rows(self.crow, self.cols, rows)
+            x = MultiHot(crow, cols, self.n_features)
+            return (x.to_dense() if self.dense else x), self.labels[rows]
         first, last = positions[0], positions[-1]
         if last - first + 1 == len(positions) and positions == list(range(first, last + 1)):
             crow = self.crow[first:last + 2] - self.crow[first]

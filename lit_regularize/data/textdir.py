@@ -140,7 +140,8 @@ class TextDirDataModule(OwnData, SplitDataModule):
                                             torch.from_numpy(corpus.labels))
 
     def source_dataset(self, source: str, idx: Optional[np.ndarray]) -> Dataset:
-        return MultiHotDataset(self.encoded[source], idx, self.n_features, self.dense)
+        return MultiHotDataset(self.encoded[source], idx, self.n_features, self.dense,
+                               copy=self.copy_rows)
 
     def artifacts(self) -> dict[str, Any]:
         return {**super().artifacts(), WORD_INDEX: dict(self.word_index)}

@@ -35,6 +35,10 @@ class Regularizer:
     applies_to: ClassVar[str] = MODEL
     #: the metric a replaced training loss (`train_loss`) is logged as, beside the data loss train/loss
     train_loss_name: ClassVar[str] = "train/objective"
+    #: whether runs using it can train together as one population (lit_regularize.population): its training hooks
+    #: (penalty, train_loss, before_step, after_step) also work on a member view (`linears()` as (out, in) weight
+    #: views, `lr`, `binary`), `member_hidden` does what its `hidden_block` modules do, and it has no other hook
+    population: ClassVar[bool] = False
 
     def __init__(self, **values: Any) -> None:
         own = {s.name: s.default for s in self.settings}
@@ -77,6 +81,23 @@ class Regularizer:
     def hidden_block(self, block: list, width: int, index: int) -> list:
         """The modules after hidden Linear layer `index` (a ReLU to start with), changed as this regularizer needs."""
         return block
+
+    def member_hidden(self, h: Any, index: int, generator: Any) -> Any:
+        """A population member's training activations (rows, width) after hidden layer `index`'s ReLU, changed as the
+        modules `hidden_block` adds change them, drawing random numbers from `generator` (the member's stream) as
+        those modules draw them from torch's global one."""
+        return h
+
+    @classmethod
+    def population_penalty(cls, members: Sequence[Optional["Regularizer"]], views: Sequence[Any],
+                           stacked: Sequence[Any]) -> Any:
+        """The `penalty` of every member of a population at once, a (K,) tensor: members[k] is member k's instance
+        of this regularizer (None where it is off), views[k] its member view, stacked the (K, in, out) weights.
+        By default each member's own `penalty` on its view; override to compute them together."""
+        import torch
+
+        zero = stacked[0].new_zeros(())
+        return torch.stack([zero if r is None else r.penalty(v) + zero for r, v in zip(members, views)])
 
     def hidden_linear(self, linear: Any, index: int) -> Any:
         """Hidden Linear layer `index` as this regularizer needs it (e.g. with a parametrization)."""

@@ -10,6 +10,7 @@ class Capacity(Regularizer):
     """LAYERS hidden layers of HIDDEN units: the model's own shape arguments, never a switch that is on or off."""
 
     applies_to = SHAPE
+    population = True
     settings = (setting("hidden", int, 16, "hidden width (units per layer)", "model", check=at_least(1)),
                 setting("layers", int, 2, "number of hidden layers", "model", check=at_least(1)))
 

@@ -15,6 +15,7 @@ class Dropout(Regularizer):
                         "regularization", check=in_range(0.0, 1.0)),)
     presets = {"dropout": {"dropout": 0.5}}  # Srivastava et al. (2014) and the notebooks: 0.5 for hidden units
     search = {"dropout": {"type": "float", "low": 0.1, "high": 0.7}}
+    population = True
 
     @classmethod
     def enabled(cls, values: Mapping[str, Any]) -> bool:
@@ -24,6 +25,11 @@ class Dropout(Regularizer):
         from torch import nn
 
         return [*block, nn.Dropout(self.dropout)]
+
+    def member_hidden(self, h: Any, index: int, generator: Any) -> Any:
+        # what nn.Dropout computes on the CPU (ATen's _dropout_impl): a Bernoulli(1 - p) mask scaled by 1 / (1 - p)
+        keep = 1.0 - self.dropout
+        return h * h.new_empty(h.shape).bernoulli_(keep, generator=generator).div_(keep)
 
     def describe(self) -> str:
         return f"dropout {self.dropout:g}"

@@ -9,3 +9,4 @@ class L1L2(Regularizer):
     """Switches on L1 1e-4 and L2 1e-3 at once; the penalties themselves are the l1 and l2 regularizers'."""
 
     presets = {"l1_l2": {"l1": 1e-4, "l2": 1e-3}}
+    population = True

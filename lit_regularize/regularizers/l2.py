@@ -16,5 +16,5 @@ class L2(WeightPenalty):
     search = {"l2": {"type": "float", "low": 1.0e-5, "high": 1.0e-2, "log": True}}
 
     @staticmethod
-    def norm(w: Any) -> Any:
-        return w.square().sum()
+    def norm(w: Any, dims: Any = None) -> Any:
+        return w.square().sum() if dims is None else w.square().sum(dims)

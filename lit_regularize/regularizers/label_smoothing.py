@@ -20,6 +20,7 @@ class LabelSmoothing(Regularizer):
     presets = {"label_smoothing": {"label_smoothing": 0.1}}  # Szegedy et al. (2016), Inception-v3: eps = 0.1
     search = {"label_smoothing": {"type": "float", "low": 0.01, "high": 0.3, "log": True}}
     train_loss_name = "train/smoothed_loss"
+    population = True
 
     @classmethod
     def enabled(cls, values: Mapping[str, Any]) -> bool:

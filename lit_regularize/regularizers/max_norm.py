@@ -20,6 +20,7 @@ class MaxNorm(Regularizer):
     # (keras' MaxNorm default is 2)
     presets = {"max_norm": {"max_norm": 3.0}}
     search = {"max_norm": {"type": "float", "low": 0.5, "high": 5.0, "log": True}}
+    population = True
 
     @classmethod
     def enabled(cls, values: Mapping[str, Any]) -> bool:

@@ -15,6 +15,7 @@ class WeightDecay(Regularizer):
     settings = (setting("weight_decay", float, 0.0, "decoupled weight decay (AdamW-style), separate from --l2",
                         "regularization", check=at_least(0)),)
     search = {"weight_decay": {"type": "float", "low": 1.0e-5, "high": 1.0e-1, "log": True}}
+    population = True
 
     def before_step(self, model: Any, optimizer: Any) -> None:
         import torch

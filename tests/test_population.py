@@ -1,0 +1,169 @@
+"""Populations: K runs trained as one vectorized model must be K runs — same numbers, same files, own stopping.
+
+Tolerance: a member and the single run with its seed see the same batches, dropout masks and updates; only float
+summation order differs (batched matmuls, one loss over K members), which moves losses by ~1e-7 over a few epochs
+here. TOL = 1e-5 fails on any real difference: one other batch, mask or learning rate moves a loss by > 1e-3.
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from lit_regularize.config import make_config
+from lit_regularize.errors import RunInterrupted
+from lit_regularize.model import RegularizedMLP
+from lit_regularize.population import groups, joinable
+from lit_regularize.population.train import Population, device_for, prepare, train_population
+from lit_regularize.rundir import RunDir
+from lit_regularize.run import run
+from lit_regularize.summary import RunSummary
+
+TOL = 1e-5
+KEYS = ("train_loss", "train_acc", "train_penalty", "val_loss", "val_acc")
+
+
+def same_history(a: RunSummary, b: RunSummary) -> None:
+    assert a.epochs_run == b.epochs_run and a.stop_reason == b.stop_reason
+    assert a.best_epoch == b.best_epoch
+    for key in KEYS:
+        for x, y in zip(a.history[key], b.history[key]):
+            assert (x is None) == (y is None), key
+            if x is not None and math.isfinite(x):
+                assert abs(x - y) < TOL, (key, a.history[key], b.history[key])
+
+
+def same_test(a: RunSummary, b: RunSummary) -> None:
+    assert set(a.test) == set(b.test)
+    for w in a.test:
+        assert abs(a.test[w]["loss"] - b.test[w]["loss"]) < TOL
+        assert abs(a.test[w]["acc"] - b.test[w]["acc"]) < TOL
+
+
+def configs(quick, variants, **over):
+    return [make_config({**quick, **over, **v, "name": f"m{i}"}) for i, v in enumerate(variants)]
+
+
+VARIANTS = [dict(reg="none", seed=1), dict(reg="l2", seed=2, lr=3e-3), dict(reg="dropout", seed=3),
+            dict(reg="l1_l2", seed=4, l1_layers=[0, 2])]
+
+
+@pytest.mark.parametrize("optimizer", ["rmsprop", "adam", "sgd"])
+def test_each_member_matches_the_single_run_with_its_seed(quick, optimizer):
+    cfgs = configs(quick, VARIANTS, optimizer=optimizer, lr=0.05 if optimizer == "sgd" else 1e-3)
+    pops = train_population([c.replace(name=c.name + "_pop") for c in cfgs])
+    for cfg, p in zip(cfgs, pops):
+        s = run(cfg)
+        same_history(s, p)
+        same_test(s, p)
+        assert p.population == {"size": len(cfgs), "index": cfgs.index(cfg)}
+
+
+def test_hooked_regularizers_and_ragged_members_match_single_runs(quick):
+    """Label smoothing (train_loss), weight decay (before_step), max-norm (after_step) and a member with fewer
+    training rows (its last step has no batch: the masked optimizer step) each as alone."""
+    variants = [dict(seed=1, label_smoothing=0.2), dict(seed=2, weight_decay=0.05), dict(seed=3, max_norm=0.3),
+                dict(seed=4, train_size=70), dict(seed=5, patience=0)]
+    cfgs = configs(quick, variants, max_epochs=4)
+    pops = train_population([c.replace(name=c.name + "_pop") for c in cfgs])
+    for cfg, p in zip(cfgs, pops):
+        same_history(run(cfg), p)
+
+
+def test_members_stop_on_their_own(quick):
+    """A diverging member stops with non_finite_loss; the others train on; early stopping is per member."""
+    variants = [dict(seed=1, lr=1e38), dict(seed=2, patience=0, lr=0.5), dict(seed=3, early_stopping=False)]
+    cfgs = configs(quick, variants, max_epochs=6, optimizer="sgd")
+    pops = train_population(cfgs)
+    assert pops[0].stop_reason == "non_finite_loss" and pops[0].epochs_run < 6
+    assert pops[2].stop_reason == "max_epochs" and pops[2].epochs_run == 6
+    for cfg, p in zip(cfgs, pops):
+        same_history(run(cfg.replace(name=cfg.name + "_single")), p)
+
+
+def test_a_member_leaves_the_same_files_as_a_run(quick):
+    cfgs = configs(quick, VARIANTS[:2])
+    pops = train_population(cfgs)
+    single = run(cfgs[0].replace(name="single"))
+    for p in pops:
+        d = p.run_dir
+        names = {f.name for f in d.iterdir()}
+        assert {n for n in (f.name for f in single.run_dir.iterdir()) if not n.startswith("events")} <= names
+        assert any(n.startswith("events.out.tfevents") for n in names)
+        assert p.status == "completed" and RunSummary.read(d).status == "completed"
+        best = p.path(p.best_checkpoint)
+        assert best.name == f"best-epoch{p.best_epoch:03d}.ckpt"
+        assert sorted(x.name for x in (d / "checkpoints").iterdir()) == sorted([best.name, "last.ckpt"])
+        for ckpt, result in ((best, p.test["best"]), (p.path(p.last_checkpoint), p.test["last"])):
+            model = RegularizedMLP.load_from_checkpoint(ckpt, map_location="cpu")
+            assert model.hparams.hidden == quick["hidden"]
+            # the loaded weights give the member's test score: they are its weights, not another member's
+            dm = prepare(make_config(p.config)).dm
+            model.eval()
+            with torch.no_grad():
+                x, y = dm.test_set.__getitems__(list(range(len(dm.test_set))))
+                acc = float(((model(x) > 0).long() == y.long()).float().mean())
+            assert abs(acc - result["acc"]) < 1e-6
+
+
+def test_a_member_resumes_as_a_population_of_one(quick):
+    cfg = configs(quick, [dict(seed=5, reg="dropout")], max_epochs=2)[0]
+    straight = train_population([cfg.replace(max_epochs=4, name="straight"), cfg.replace(seed=6)])[0]
+    cut = train_population([cfg, cfg.replace(seed=6, name="other")])[0]
+    resumed = run(cfg.replace(max_epochs=4), resume=RunDir.open(cut.run_dir))
+    same_history(straight, resumed)
+    same_test(straight, resumed)
+    assert resumed.run_dir == cut.run_dir and resumed.population == {"size": 1, "index": 0}
+
+
+def test_interrupted_population_says_so_in_every_member(quick, monkeypatch):
+    cfgs = configs(quick, VARIANTS[:3], max_epochs=5)
+    calls = {"n": 0}
+    original = Population.train_epoch
+
+    def cut(self):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(self)
+    monkeypatch.setattr(Population, "train_epoch", cut)
+    with pytest.raises(RunInterrupted):
+        train_population(cfgs)
+    for c in cfgs:
+        s = RunSummary.read(RunDir.latest(c.logdir, c.run_name).path)
+        assert s.status == "interrupted" and s.epochs_run == 2 and s.last_checkpoint
+
+
+def test_which_runs_train_together(quick):
+    base = make_config(quick)
+    cfgs = [base, base.replace(seed=9, l2=1e-3), base.replace(hidden=4), make_config({**quick, "reg": "batchnorm"}),
+            make_config({**quick, "reg": "mixup"}), base.replace(dropout=0.3, lr=0.01), base.replace(strategy="ddp")]
+    assert [joinable(c) for c in cfgs] == [True, True, True, False, False, True, False]
+    assert groups(cfgs) == [[0, 1, 5], [2], [3], [4], [6]]
+    assert groups(cfgs, size=2) == [[0, 1], [2], [3], [4], [5], [6]]
+    assert groups(cfgs, size=1) == [[i] for i in range(len(cfgs))]
+    with pytest.raises(ValueError, match="share"):
+        train_population([base, base.replace(optimizer="adam")])
+
+
+def test_memory_is_k_models_and_one_copy_of_the_data(quick):
+    cfgs = configs(quick, [dict(seed=s) for s in range(4)])
+    members = [prepare(c) for c in cfgs]
+    pop = Population(members, torch.device("cpu"))
+    one = sum(p.numel() for p in members[0].template.parameters())
+    stacked = sum(p.numel() for p in pop.stack.parameters())
+    state = sum(v.numel() for s in pop.optimizer.state for v in s.values())
+    assert stacked == 4 * one and state == 4 * one  # RMSprop: one square average per weight, as torch's
+    sets = [m.dm.train_set for m in members]
+    assert len({ds.cols.data_ptr() for ds in sets}) == 1  # every split views the same arrays
+    assert len({ds.cols.data_ptr() for ds in [m.dm.val_set for m in members]}) == 1
+
+
+def test_a_gpu_population_asks_for_the_gpu(quick, monkeypatch):
+    cfg = make_config(quick)
+    assert device_for(cfg) == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert device_for(cfg.replace(accelerator="auto")) == torch.device("cuda")
+    assert device_for(cfg.replace(accelerator="gpu", devices="1")) == torch.device("cuda")
+    assert device_for(cfg.replace(accelerator="cpu")) == torch.device("cpu")
