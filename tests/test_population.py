@@ -167,3 +167,63 @@ def test_a_gpu_population_asks_for_the_gpu(quick, monkeypatch):
     assert device_for(cfg.replace(accelerator="auto")) == torch.device("cuda")
     assert device_for(cfg.replace(accelerator="gpu", devices="1")) == torch.device("cuda")
     assert device_for(cfg.replace(accelerator="cpu")) == torch.device("cpu")
+
+
+# -- sweep --population K ----------------------------------------------------------------------------------------
+
+def _sweep(quick, **kw):
+    from lit_regularize.sweeps.study import Sweep
+
+    space = {"lr": {"type": "float", "low": 1e-3, "high": 2e-2, "log": True},
+             "l2": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True}}
+    return Sweep(study_name="pop", storage="unused", fixed=quick, space=space, **kw)
+
+
+def test_a_sweep_population_tells_each_trial_its_own_run(quick):
+    import optuna
+
+    from lit_regularize.sweeps.population import run_trials
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3), pruner=optuna.pruners.NopPruner())
+    seen = []
+    run_trials(study, _sweep({**quick, "population": 3}), 3, [lambda st, t: seen.append(t.number)])
+    assert seen == [0, 1, 2]
+    for t in study.trials:
+        s = RunSummary.read(t.user_attrs["run_dir"])
+        assert t.state == optuna.trial.TrialState.COMPLETE and t.value == s.best_val_loss
+        assert s.population["size"] == 3 and s.test is None  # a trial never touches the test set
+        assert s.config["lr"] == t.params["lr"] and s.config["l2"] == t.params["l2"]
+        assert sorted(t.intermediate_values) == list(range(1, s.epochs_run + 1))
+        assert t.intermediate_values[s.best_epoch] == s.best_val_loss
+        # the same trial one at a time: the same value
+        alone = run(make_config({**quick, **t.params, "name": f"alone{t.number}"}), evaluate_test=False)
+        assert abs(alone.best_val_loss - t.value) < TOL
+
+
+def test_the_pruner_stops_members_of_a_sweep_population(quick):
+    import optuna
+
+    from lit_regularize.sweeps.population import run_trials
+
+    study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=0.0))  # any loss > 0 is pruned
+    run_trials(study, _sweep({**quick, "max_epochs": 5, "population": 2}), 2)
+    for t in study.trials:
+        s = RunSummary.read(t.user_attrs["run_dir"])
+        assert t.state == optuna.trial.TrialState.PRUNED and list(t.intermediate_values) == [1]
+        assert (s.stop_reason, s.epochs_run, s.status) == ("pruned", 1, "completed")
+
+
+def test_sweep_cli_population_runs_the_budget(quick, tmp_path, capsys):
+    from lit_regularize.cli.sweep import main as sweep_main
+    from conftest import flags
+
+    space = tmp_path / "space.yaml"
+    space.write_text("lr: {type: float, low: 0.001, high: 0.02, log: true}\n")
+    args = [*flags({**quick, "max_epochs": 2}), "--space", str(space), "--study-name", "popcli", "--n-trials", "5",
+            "--population", "2", "--storage", f"sqlite:///{tmp_path / 'o.db'}"]
+    assert sweep_main(args) == 0
+    import optuna
+
+    study = optuna.load_study(study_name="popcli", storage=f"sqlite:///{tmp_path / 'o.db'}")
+    assert len(study.trials) == 5 and all(t.state.is_finished() for t in study.trials)
+    assert {t.user_attrs["population"] for t in study.trials} == {2, 1}  # 2 + 2 + the last one alone

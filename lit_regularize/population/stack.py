@@ -15,7 +15,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lit_regularize.data.multihot import MultiHot
-from lit_regularize.sparse import csr_t_matmul
 
 
 class StackedRows(NamedTuple):
@@ -40,9 +39,11 @@ def stack_multihot(xs: Sequence[MultiHot], width: int) -> StackedRows:
 
 class _BagSum(torch.autograd.Function):
     """X @ W for stacked 0/1 CSR rows (StackedRows): forward is one embedding_bag sum over the stacked table;
-    backward is sparse.py's transposed CSR product member by member. On real IMDB batches (12 x 512 reviews)
-    that took 31 ms a step, against 47 ms for one product over the whole stack (its argsort grows faster than
-    the batch) and 95 ms for index_add (frequent words collide)."""
+    backward adds each row's gradient to its words' rows with index_add_, member by member (a member's 10,000 x 16
+    table stays in cache). On real IMDB batches of 12 x 512 reviews: 8 ms a step, as fast as sparse.py's transposed
+    CSR product member by member (its argsort costs what the scatter saves), against 35 ms for one index_add_ over
+    the whole stack (frequent words of different members collide in cache) and 20 ms for one CSR product;
+    two threads made it slower."""
 
     @staticmethod
     def forward(ctx, crow: torch.Tensor, cols: torch.Tensor, weight: torch.Tensor, members: int) -> torch.Tensor:
@@ -56,12 +57,13 @@ class _BagSum(torch.autograd.Function):
         K = ctx.members
         width, n_in = grad_out.shape[0] // K, ctx.n_rows // K
         bounds = crow[::width].tolist()
-        grads = []
-        for k in range(K):
-            part = crow[k * width:(k + 1) * width + 1] - bounds[k]
-            grads.append(csr_t_matmul(part, cols[bounds[k]:bounds[k + 1]] - k * n_in,
-                                      grad_out[k * width:(k + 1) * width], n_in))
-        return None, None, torch.cat(grads), None
+        rows = torch.repeat_interleave(torch.arange(len(crow) - 1, device=cols.device), crow[1:] - crow[:-1],
+                                       output_size=len(cols))
+        grad = grad_out.new_zeros(ctx.n_rows, grad_out.shape[1])
+        for k in range(K):  # member by member: its rows of the table stay in cache
+            part = slice(bounds[k], bounds[k + 1])
+            grad.index_add_(0, cols[part], grad_out.index_select(0, rows[part]))
+        return None, None, grad, None
 
 
 class MemberLinear:

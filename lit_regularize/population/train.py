@@ -13,7 +13,7 @@ import contextlib
 import math
 import sys
 import time
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -313,11 +313,18 @@ def _labels(ys: Sequence[torch.Tensor], width: int, device: torch.device) -> tor
 
 # -- the run() of a population -------------------------------------------------------------------------------
 
+EpochHook = Callable[[int, int, Optional[float], bool], bool]
+
+
 def train_population(cfgs: Sequence[Config], resumes: Optional[Sequence[Optional[RunDir]]] = None,
                      evaluate_test: bool = True, save_last: bool = True, hparam_keys: Sequence[str] = (),
-                     shown_models: Optional[set[str]] = None) -> list[RunSummary]:
+                     shown_models: Optional[set[str]] = None, on_epoch: Optional[EpochHook] = None
+                     ) -> list[RunSummary]:
     """run() for every config at once (they share hidden, layers, optimizer, batch size, data kind and input width:
-    `groups` forms such sets); a summary per config, in order. Bad input fails before any folder exists."""
+    `groups` forms such sets); a summary per config, in order. Bad input fails before any folder exists.
+
+    on_epoch(i, epoch, val_loss, ending) is called after every epoch of member i (cfgs[i]; epoch 1-based, ending:
+    the member stops after it anyway); True stops the member there with stop reason "pruned" (a sweep's pruner)."""
     from lit_regularize.population import shape_key
 
     t_start = time.perf_counter()
@@ -340,7 +347,8 @@ def train_population(cfgs: Sequence[Config], resumes: Optional[Sequence[Optional
                 m.rundir = RunDir.claim(m.cfg.logdir, m.cfg.run_name)
                 m.rundir.lock()
                 held.callback(m.rundir.unlock)
-        return _train(members, device_for(cfgs[0]), t_start, evaluate_test, save_last, hparam_keys, shown_models)
+        return _train(members, device_for(cfgs[0]), t_start, evaluate_test, save_last, hparam_keys, shown_models,
+                      on_epoch)
 
 
 def _open_outputs(m: Member, size: int, index: int) -> None:
@@ -368,7 +376,8 @@ def _open_outputs(m: Member, size: int, index: int) -> None:
 
 
 def _train(members: list[Member], device: torch.device, t_start: float, evaluate_test: bool, save_last: bool,
-           hparam_keys: Sequence[str], shown_models: Optional[set[str]]) -> list[RunSummary]:
+           hparam_keys: Sequence[str], shown_models: Optional[set[str]], on_epoch: Optional[EpochHook] = None
+           ) -> list[RunSummary]:
     size = len(members)
     for i, m in enumerate(members):
         _open_outputs(m, size, i)
@@ -400,6 +409,9 @@ def _train(members: list[Member], device: torch.device, t_start: float, evaluate
                     if val[k] is not None:
                         row["val_loss"], row["val_acc"] = val[k]["loss"], val[k]["acc"]
                 best = m.end_epoch(row, seconds)
+                if on_epoch is not None and on_epoch(members.index(m), m.epochs, row.get("val_loss"),
+                                                     m.stop is not None) and m.stop is None:
+                    m.stop = "pruned"
                 _log_epoch(m, row, pop, k)
                 state = pop.stack.member_state(k)
                 if best:

@@ -124,6 +124,7 @@ def run_worker(sweep: Sweep, index: int = 0, threads: Optional[int] = None,
     import torch
 
     from lit_regularize.run import quiet_lightning
+    from lit_regularize.sweeps.population import run_trials
     from lit_regularize.sweeps.report import print_trial
 
     if threads:
@@ -132,6 +133,8 @@ def run_worker(sweep: Sweep, index: int = 0, threads: Optional[int] = None,
     study = sweep.open(index)
     objective = make_objective(sweep)
     deadline = time.monotonic() + sweep.timeout if sweep.timeout else math.inf
+    base = sweep.base
+    population = base.population if base.kfold < 2 else 1  # k-fold trials: one at a time (see sweeps/population)
     here = machine_id() + ":"
     while counted(study) < sweep.n_trials and time.monotonic() < deadline and not STOP.is_set():
         reap_dead_workers(study)
@@ -139,7 +142,11 @@ def run_worker(sweep: Sweep, index: int = 0, threads: Optional[int] = None,
         running = sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
                       if sweep.heartbeats or str(t.user_attrs.get("worker", "")).startswith(here))
         if counted(study) + running < sweep.n_trials:
-            study.optimize(objective, n_trials=1, callbacks=[print_trial, *callbacks])
+            if population > 1:  # --population K: K trials asked at once, trained together where they can
+                run_trials(study, sweep, min(population, sweep.n_trials - counted(study) - running),
+                           [print_trial, *callbacks])
+            else:
+                study.optimize(objective, n_trials=1, callbacks=[print_trial, *callbacks])
             continue
         if sweep.heartbeats:
             optuna.storages.fail_stale_trials(study)  # a dead remote worker's trial: failed + retried after grace
