@@ -163,17 +163,45 @@ def test_all_sections_by_default_in_one_json_and_one_markdown_report(tmp_path, c
                                                             "min_epoch_s": 1.0, "median_epoch_s": 1.1}))
     monkeypatch.setattr(cli.sweep, "bench", fake("sweep", {"variant": "lit_sweep", "workers": 2, "n_trials": 24,
                                                             "epochs_per_hour": 1000.0}))
+    monkeypatch.setattr(cli.population, "bench", fake("population", {"workload": "fit --kfold 5", "mode": "population",
+                                                                      "median_wall_s": 10.0, "speedup": 2.5}))
     common = ["--data-dir", str(tmp_path), "--peers", str(tmp_path / "peers.py"),
               "--peers-sweep", str(tmp_path / "peers_sweep.py")]
     assert bench.main(common + ["--json"]) == 0
-    assert calls == ["imdb", "mnist", "sweep"]
-    assert set(json.loads(capsys.readouterr().out)) == {"machine", "imdb", "mnist", "sweep"}
+    assert calls == ["imdb", "mnist", "sweep", "population"]
+    assert set(json.loads(capsys.readouterr().out)) == {"machine", "imdb", "mnist", "sweep", "population"}
     assert bench.main(["sweep", "imdb"] + common) == 0  # in the fixed order, whatever order they are named in
-    assert calls[3:] == ["imdb", "sweep"]
+    assert calls[4:] == ["imdb", "sweep"]
     out = capsys.readouterr().out
     assert out.index("### IMDB") < out.index("### Sweep") and "### Fashion-MNIST" not in out
     assert "| lit_sparse | 16 | 0.100 | 0.200 |" in out and "123 MB" in out
     assert "| lit_sweep | 2 | 24 |" in out and "| 1000 |" in out
+    assert bench.main(["population"] + common) == 0
+    assert "### Populations" in (out := capsys.readouterr().out) and "| fit --kfold 5 | population |" in out
+    assert "2.50x" in out
+
+
+def test_population_section_runs_each_workload_both_ways_and_reports_the_speedup(tmp_path, monkeypatch):
+    from lit_regularize.bench import population
+
+    (tmp_path / "imdb.npz").write_bytes(b"")
+    commands = []
+
+    def timed(cmd):
+        commands.append(cmd)
+        return 10.0 if "--no-population" in cmd or "1" == cmd[cmd.index("--population") + 1 if "--population" in cmd
+                                                                 else 0] else 4.0
+    monkeypatch.setattr(population, "_timed", timed)
+    monkeypatch.setattr(population, "study_stats", lambda storage, name: {
+        "n_trials": 8, "wall_s": 40.0 if name.startswith("pop1_") else 16.0})
+    rows = population.bench(str(tmp_path), seeds=2, epochs=3, kfold=3, n_trials=8, size=4, sweep_epochs=2,
+                            progress=lambda s: None)["rows"]
+    assert [r["mode"] for r in rows] == ["population", "one at a time"] * 3
+    assert [r["speedup"] for r in rows[::2]] == [2.5, 2.5, 2.5]
+    assert sum("--no-population" in c for c in commands) == 2  # compare and k-fold, once each way
+    sweeps = [c for c in commands if "sweep" in c]
+    assert [c[c.index("--population") + 1] for c in sweeps] == ["4", "1"]
+    assert all("--hidden" in c and c[c.index("--hidden") + 1] == "16" for c in commands)
 
 
 @pytest.mark.parametrize("args, message", [

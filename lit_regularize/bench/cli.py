@@ -6,14 +6,15 @@ import json
 import sys
 from typing import Any, Optional, Sequence
 
-from lit_regularize.bench import imdb, mnist, sweep
+from lit_regularize.bench import imdb, mnist, population, sweep
 from lit_regularize.cli.args import OneLineParser, guarded
 from lit_regularize.errors import UserError
 
-SECTIONS = ("imdb", "mnist", "sweep")
-DOC = """Time lit_regularize beside its peers, in one run: IMDB epochs, Fashion-MNIST augmentation, sweep throughput.
+SECTIONS = ("imdb", "mnist", "sweep", "population")
+DOC = """Time lit_regularize beside its peers, in one run: IMDB epochs, Fashion-MNIST augmentation, sweep throughput,
+populations.
 
-Sections (default: all three, in this order):
+Sections (default: all four, in this order):
   imdb   seconds per IMDB epoch (holdout 15,000 / 9,996, batch 512) of lit_sparse / lit_dense (fit's run(),
          Lightning with checkpoints and TensorBoard, timed from one epoch's start to the next so checkpoint writes
          and logging count) beside peers_imdb.py's loops (train + validation: keras_fit,
@@ -23,6 +24,9 @@ Sections (default: all three, in this order):
          fit and a plain torch loop), and the notebooks' DataLoader with a per-image torchvision v2 transform
   sweep  trials/hour and epochs trained/hour (pruned trials' epochs included) of `lit-regularize sweep` with each
          --workers count beside peers_sweep.py with the same --jobs count, --n-trials x --sweep-epochs each
+  population  compare imdb_penalty --seeds --pop-seeds, fit --kfold --pop-kfold and a --n-trials sweep with a fixed
+         architecture, each with populations (the default) and one run at a time (--no-population): wall times
+         and the speed-up (sweep: trials/h with --population --pop-size against --population 1)
 
 Every timing is reported as minimum and median (epochs of a run; sweeps: whole studies over --repeats).
 Progress lines go to stdout, or to stderr with --json (stdout then holds one JSON object).
@@ -63,6 +67,11 @@ def parser() -> OneLineParser:
     g.add_argument("--n-trials", type=int, default=24, help="trials per study (default: 24)")
     g.add_argument("--sweep-epochs", type=int, default=8, help="max epochs per trial (default: 8)")
     g.add_argument("--repeats", type=int, default=1, help="studies per variant and worker count (default: 1)")
+    g = p.add_argument_group("population (also uses --n-trials, --sweep-epochs, --repeats)")
+    g.add_argument("--pop-seeds", type=int, default=3, help="compare's --seeds (default: 3)")
+    g.add_argument("--pop-epochs", type=int, default=20, help="compare's --max-epochs (default: 20)")
+    g.add_argument("--pop-kfold", type=int, default=5, help="fit's --kfold (default: 5)")
+    g.add_argument("--pop-size", type=int, default=4, help="the sweep's --population (default: 4)")
     return p
 
 
@@ -74,7 +83,8 @@ def check(a: argparse.Namespace) -> list[str]:
     sections = [s for s in SECTIONS if s in a.sections] if a.sections else list(SECTIONS)
     counts = {"--epochs": a.epochs, "--mnist-epochs": a.mnist_epochs, "--n-per-class": a.n_per_class,
               "--n-trials": a.n_trials, "--sweep-epochs": a.sweep_epochs, "--repeats": a.repeats,
-              "--hidden": min(a.hidden), "--workers": min(a.workers)}
+              "--hidden": min(a.hidden), "--workers": min(a.workers), "--pop-seeds": a.pop_seeds,
+              "--pop-epochs": a.pop_epochs, "--pop-size": a.pop_size}
     for flag, v in counts.items():
         if v < 1:
             raise UserError(f"{flag} must be >= 1, got {v}")
@@ -84,6 +94,10 @@ def check(a: argparse.Namespace) -> list[str]:
         mnist.check(a.data_dir, a.mnist_variants)
     if "sweep" in sections:
         sweep.check(a.data_dir, a.peers_sweep)
+    if "population" in sections:
+        if a.pop_kfold < 2:
+            raise UserError(f"--pop-kfold must be >= 2, got {a.pop_kfold}")
+        population.check(a.data_dir)
     return sections
 
 
@@ -96,8 +110,11 @@ def run_sections(a: argparse.Namespace, sections: Sequence[str], log: Any) -> di
             out[s] = imdb.bench(a.data_dir, a.peers, a.imdb_variants, a.hidden, a.epochs, not a.no_rss, log)
         elif s == "mnist":
             out[s] = mnist.bench(a.data_dir, a.mnist_variants, a.n_per_class, a.mnist_epochs, progress=log)
-        else:
+        elif s == "sweep":
             out[s] = sweep.bench(a.data_dir, a.peers_sweep, a.workers, a.n_trials, a.sweep_epochs, a.repeats, log)
+        else:
+            out[s] = population.bench(a.data_dir, a.pop_seeds, a.pop_epochs, a.pop_kfold, a.n_trials, a.pop_size,
+                                      a.sweep_epochs, a.repeats, log)
     return out
 
 

@@ -3,15 +3,16 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from lit_regularize.bench import imdb, mnist, sweep
+from lit_regularize.bench import imdb, mnist, population, sweep
 from lit_regularize.tables import markdown
 
 TITLES = {"imdb": "IMDB: seconds per epoch (peers: train + validation; lit_*: start to start, checkpoints and "
                   "logging included)",
           "mnist": "Fashion-MNIST: seconds per training epoch (lit_*: start to start, checkpoint and logging "
                    "included)",
-          "sweep": "Sweep throughput (study wall: first trial start to last trial end)"}
-COLUMNS = {"imdb": imdb.COLUMNS, "mnist": mnist.COLUMNS, "sweep": sweep.COLUMNS}
+          "sweep": "Sweep throughput (study wall: first trial start to last trial end)",
+          "population": "Populations: members trained together vs one at a time (command wall; sweep: study wall)"}
+COLUMNS = {"imdb": imdb.COLUMNS, "mnist": mnist.COLUMNS, "sweep": sweep.COLUMNS, "population": population.COLUMNS}
 
 
 def markdown_report(results: Mapping[str, Mapping[str, Any]], machine: str) -> str:
