@@ -99,7 +99,8 @@ class _Signals:
 
 
 @contextlib.contextmanager
-def _sigterm_as_exception() -> Iterator[_Signals]:
+def sigterm_as_exception() -> Iterator[_Signals]:
+    """SIGTERM raises Terminated inside the block (outside Lightning's loops), so every way out writes a summary."""
     signals = _Signals()
     try:
         previous = signal.signal(signal.SIGTERM, signals.handler)
@@ -221,7 +222,7 @@ def _train(cfg: Config, dm: SplitDataModule, model: RegularizedMLP, rundir: RunD
     summary = RunSummary(config=cfg.to_dict(), seed=cfg.seed, n_params=count_parameters(model), run_dir=rundir.path)
     zero = trainer.is_global_zero
     fitted = False
-    with _sigterm_as_exception() as signals, _quiet_event_writer():
+    with sigterm_as_exception() as signals, _quiet_event_writer():
         try:
             if zero:
                 rundir.write_config(cfg)
@@ -421,4 +422,4 @@ def _destroy_process_group() -> None:
 
 __all__ = ["run", "build_datamodule", "build_model", "check_hardware", "check_batchnorm", "quiet_lightning",
            "log_overfitting", "log_hparams", "has_hparams_record", "note_missing_best", "write_failure_of", "interrupt_reason",
-           "HPARAM_KEYS", "Terminated", "OVERFITTING_PREFIX"]
+           "sigterm_as_exception", "HPARAM_KEYS", "Terminated", "OVERFITTING_PREFIX"]

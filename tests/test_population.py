@@ -117,7 +117,11 @@ def test_a_member_resumes_as_a_population_of_one(quick):
     assert resumed.run_dir == cut.run_dir and resumed.population == {"size": 1, "index": 0}
 
 
-def test_interrupted_population_says_so_in_every_member(quick, monkeypatch):
+@pytest.mark.parametrize("how", ["KeyboardInterrupt", "SIGTERM"])
+def test_interrupted_population_says_so_in_every_member(quick, monkeypatch, how):
+    import os
+    import signal
+
     cfgs = configs(quick, VARIANTS[:3], max_epochs=5)
     calls = {"n": 0}
     original = Population.train_epoch
@@ -125,14 +129,19 @@ def test_interrupted_population_says_so_in_every_member(quick, monkeypatch):
     def cut(self):
         calls["n"] += 1
         if calls["n"] == 3:
-            raise KeyboardInterrupt
+            if how == "SIGTERM":
+                os.kill(os.getpid(), signal.SIGTERM)
+            else:
+                raise KeyboardInterrupt
         return original(self)
     monkeypatch.setattr(Population, "train_epoch", cut)
-    with pytest.raises(RunInterrupted):
+    with pytest.raises(RunInterrupted) as e:
         train_population(cfgs)
+    assert e.value.reason == how
     for c in cfgs:
         s = RunSummary.read(RunDir.latest(c.logdir, c.run_name).path)
-        assert s.status == "interrupted" and s.epochs_run == 2 and s.last_checkpoint
+        assert s.status == "interrupted" and s.stop_reason == how and s.epochs_run == 2 and s.last_checkpoint
+    assert signal.getsignal(signal.SIGTERM) is not None and calls["n"] == 3
 
 
 def test_which_runs_train_together(quick):

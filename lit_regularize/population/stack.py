@@ -113,13 +113,6 @@ class StackedMLP(nn.Module):
         """Member k's (weight (out, in), bias) per layer, as copies."""
         return [(w[k].detach().t().clone(), b[k].detach().clone()) for w, b in zip(self.weights, self.biases)]
 
-    def load_member(self, k: int, state: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        """Set member k's weights from (weight (out, in), bias) per layer."""
-        with torch.no_grad():
-            for (w, b), W, B in zip(state, self.weights, self.biases):
-                W[k].copy_(w.t())
-                B[k].copy_(b)
-
     def keep(self, members: Sequence[int]) -> None:
         """Only these members (in this order) stay: a stopped member costs nothing more."""
         idx = torch.as_tensor(list(members), dtype=torch.long, device=self.weights[0].device)

@@ -29,7 +29,8 @@ from lit_regularize.population.optim import StackedOptimizer
 from lit_regularize.population.stack import MemberView, StackedMLP, StackedRows
 from lit_regularize.rundir import RunDir
 from lit_regularize.run import (build_datamodule, build_model, check_batchnorm, check_hardware, has_hparams_record,
-                                interrupt_reason, log_hparams, log_overfitting, note_missing_best, write_failure_of)
+                                interrupt_reason, log_hparams, log_overfitting, note_missing_best,
+                                sigterm_as_exception, write_failure_of)
 from lit_regularize.stats import overfitting
 from lit_regularize.summary import RunSummary, best_of
 from lit_regularize.tb_extras import CURVES_LAYOUT, TensorBoardExtras
@@ -276,10 +277,6 @@ class Population:
             self.stack.keep(keep)
             self.optimizer.keep(keep, list(self.stack.parameters()))
 
-    def member_index(self, m: Member) -> int:
-        """m's position in the stack."""
-        return self.active.index(m)
-
 
 def _shared_rows(sets: Sequence[Any]) -> Optional[Any]:
     """The multi-hot dataset whose arrays every one of these datasets views (copy_rows=False), else None."""
@@ -347,6 +344,7 @@ def train_population(cfgs: Sequence[Config], resumes: Optional[Sequence[Optional
                 m.rundir = RunDir.claim(m.cfg.logdir, m.cfg.run_name)
                 m.rundir.lock()
                 held.callback(m.rundir.unlock)
+        held.enter_context(sigterm_as_exception())  # SIGTERM: every member's summary says "interrupted"
         return _train(members, device_for(cfgs[0]), t_start, evaluate_test, save_last, hparam_keys, shown_models,
                       on_epoch)
 
