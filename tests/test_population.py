@@ -236,3 +236,16 @@ def test_sweep_cli_population_runs_the_budget(quick, tmp_path, capsys):
     study = optuna.load_study(study_name="popcli", storage=f"sqlite:///{tmp_path / 'o.db'}")
     assert len(study.trials) == 5 and all(t.state.is_finished() for t in study.trials)
     assert {t.user_attrs["population"] for t in study.trials} == {2, 1}  # 2 + 2 + the last one alone
+
+
+def test_members_times_are_their_shares_of_the_population(quick):
+    import time
+
+    cfgs = configs(quick, [dict(seed=1, max_epochs=2), dict(seed=2, early_stopping=False)], max_epochs=5)
+    t0 = time.perf_counter()
+    a, b = train_population(cfgs)
+    total = time.perf_counter() - t0
+    assert a.epochs_run == 2 and b.epochs_run == 5  # the first left after 2 epochs: it had a smaller share
+    assert a.wall_time < b.wall_time and a.wall_time + b.wall_time <= total
+    assert a.wall_time + b.wall_time > 0.5 * total  # the population's time is accounted for, not lost
+    assert sum(b.history["epoch_time"]) < b.wall_time

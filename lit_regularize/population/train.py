@@ -391,7 +391,12 @@ def _train(members: list[Member], device: torch.device, t_start: float, evaluate
             m.stop = m.stop or "max_epochs"
             m.last_state = [(lin.weight.detach().clone(), lin.bias.detach().clone()) for lin in m.template.linears()]
     pop = Population(todo, device) if todo else None
-    offsets = {m: m.summary.wall_time for m in members}
+    # A member's wall_time and epoch_time are its share of the population's time: each epoch's seconds divided
+    # among the members that trained in it, set-up and test passes among all (the members' times add up to the
+    # population's, so a table's "wall time" is what each run cost).
+    start = time.perf_counter()
+    for m in members:
+        m.summary.wall_time += (start - t_start) / size
     try:
         while pop is not None and pop.active:
             t0 = time.perf_counter()
@@ -399,6 +404,7 @@ def _train(members: list[Member], device: torch.device, t_start: float, evaluate
             active = list(pop.active)
             val = pop.evaluate(active, pop.stack, "val") if any(m.validating for m in active) else [None] * len(active)
             seconds = time.perf_counter() - t0
+            share = seconds / len(pop.active)
             stopped = []
             for k, m in enumerate(active):
                 row = dict(train_rows[m])
@@ -406,7 +412,7 @@ def _train(members: list[Member], device: torch.device, t_start: float, evaluate
                     m.validation_draw()
                     if val[k] is not None:
                         row["val_loss"], row["val_acc"] = val[k]["loss"], val[k]["acc"]
-                best = m.end_epoch(row, seconds)
+                best = m.end_epoch(row, share)
                 if on_epoch is not None and on_epoch(members.index(m), m.epochs, row.get("val_loss"),
                                                      m.stop is not None) and m.stop is None:
                     m.stop = "pruned"
@@ -418,16 +424,17 @@ def _train(members: list[Member], device: torch.device, t_start: float, evaluate
                 if save_last:
                     m.save(m.rundir.last_checkpoint,
                            m.checkpoint(state, m.resume_state(pop.optimizer.member_state(k))))
-                m.summary.wall_time = offsets[m] + time.perf_counter() - t_start
                 _fill(m)
-                m.summary.write()
+                m.summary.write()  # wall_time: up to the previous epoch (this one's share is added below)
                 if m.stop is not None:
                     stopped.append(m)
             if printing_epochs():
                 print(_epoch_report(active, stopped, seconds), flush=True)
             if stopped:
                 pop.leave(stopped)
-        _finish(members, pop, evaluate_test, save_last, hparam_keys, t_start, offsets)
+            for m in active:  # the epoch's outputs (checkpoints, TensorBoard, summaries) count too
+                m.summary.wall_time += (time.perf_counter() - t0) / len(active)
+        _finish(members, pop, evaluate_test, save_last, hparam_keys)
     except BaseException as e:
         raise _fail(members, e, save_last) from None
     return [m.summary for m in members]
@@ -481,8 +488,9 @@ def _epoch_report(active: Sequence[Member], stopped: Sequence[Member], seconds: 
 
 
 def _finish(members: list[Member], pop: Optional[Population], evaluate_test: bool, save_last: bool,
-            hparam_keys: Sequence[str], t_start: float, offsets: dict) -> None:
+            hparam_keys: Sequence[str]) -> None:
     """Test passes of the best and last weights (two stacks of every member), HParams records, final summaries."""
+    t0 = time.perf_counter()
     device = pop.device if pop is not None else torch.device("cpu")
     best_files = {}
     for m in members:
@@ -510,11 +518,13 @@ def _finish(members: list[Member], pop: Optional[Population], evaluate_test: boo
     for m in members:
         s = m.summary
         s.status, s.exit_code = "completed", 0
-        s.wall_time = offsets[m] + time.perf_counter() - t_start
         log_overfitting(m.logger, s)
         log_hparams(m.logger, m.cfg, s, hparam_keys, again=m.resumed and has_hparams_record(m.rundir.path))
         m.logger.finalize("success")
-        s.write()
+    share = (time.perf_counter() - t0) / len(members)
+    for m in members:
+        m.summary.wall_time += share
+        m.summary.write()
 
 
 def _stack_of(members: Sequence[Member], states: Sequence[list], device: torch.device) -> StackedMLP:
