@@ -473,7 +473,7 @@ def _fill(m: Member) -> None:
 
 def _epoch_report(active: Sequence[Member], stopped: Sequence[Member], seconds: float) -> str:
     """One line per population epoch: the members' val/loss range and who stopped; a single member: fit's line."""
-    if len(active) == 1 and not stopped:
+    if len(active) == 1:
         return epoch_line(active[0].history, active[0].cfg.max_epochs)
     epoch = max(m.epochs for m in active)
     width = len(str(max(m.cfg.max_epochs for m in active)))
