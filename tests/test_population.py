@@ -51,7 +51,9 @@ VARIANTS = [dict(reg="none", seed=1), dict(reg="l2", seed=2, lr=3e-3), dict(reg=
 
 @pytest.mark.parametrize("optimizer", ["rmsprop", "adam", "sgd"])
 def test_each_member_matches_the_single_run_with_its_seed(quick, optimizer):
-    cfgs = configs(quick, VARIANTS, optimizer=optimizer, lr=0.05 if optimizer == "sgd" else 1e-3)
+    # every regularizer variant with the default optimizer; the other two optimizers' formulas on two members
+    variants = VARIANTS if optimizer == "rmsprop" else VARIANTS[1:3]
+    cfgs = configs(quick, variants, optimizer=optimizer, lr=0.05 if optimizer == "sgd" else 1e-3)
     pops = train_population([c.replace(name=c.name + "_pop") for c in cfgs])
     for cfg, p in zip(cfgs, pops):
         s = run(cfg)
@@ -65,7 +67,7 @@ def test_hooked_regularizers_and_ragged_members_match_single_runs(quick):
     training rows (its last step has no batch: the masked optimizer step) each as alone."""
     variants = [dict(seed=1, label_smoothing=0.2), dict(seed=2, weight_decay=0.05), dict(seed=3, max_norm=0.3),
                 dict(seed=4, train_size=70), dict(seed=5, patience=0)]
-    cfgs = configs(quick, variants, max_epochs=4)
+    cfgs = configs(quick, variants)
     pops = train_population([c.replace(name=c.name + "_pop") for c in cfgs])
     for cfg, p in zip(cfgs, pops):
         same_history(run(cfg), p)
@@ -228,14 +230,14 @@ def test_sweep_cli_population_runs_the_budget(quick, tmp_path, capsys):
 
     space = tmp_path / "space.yaml"
     space.write_text("lr: {type: float, low: 0.001, high: 0.02, log: true}\n")
-    args = [*flags({**quick, "max_epochs": 2}), "--space", str(space), "--study-name", "popcli", "--n-trials", "5",
+    args = [*flags({**quick, "max_epochs": 2}), "--space", str(space), "--study-name", "popcli", "--n-trials", "3",
             "--population", "2", "--storage", f"sqlite:///{tmp_path / 'o.db'}"]
     assert sweep_main(args) == 0
     import optuna
 
     study = optuna.load_study(study_name="popcli", storage=f"sqlite:///{tmp_path / 'o.db'}")
-    assert len(study.trials) == 5 and all(t.state.is_finished() for t in study.trials)
-    assert {t.user_attrs["population"] for t in study.trials} == {2, 1}  # 2 + 2 + the last one alone
+    assert len(study.trials) == 3 and all(t.state.is_finished() for t in study.trials)
+    assert [t.user_attrs["population"] for t in study.trials] == [2, 2, 1]  # 2 + the last one alone
 
 
 def test_members_times_are_their_shares_of_the_population(quick):
