@@ -380,11 +380,12 @@ def _train(members: list[Member], device: torch.device, t_start: float, evaluate
     for i, m in enumerate(members):
         _open_outputs(m, size, i)
     if members[0].cfg.progress and printing_epochs():
-        table = layer_summary(members[0].template)
-        if shown_models is None or table not in shown_models:
-            print(table)
-            if shown_models is not None:
-                shown_models.add(table)
+        shown = shown_models if shown_models is not None else set()
+        for m in members:  # each distinct model once (dropout members have Dropout layers, the others not)
+            table = layer_summary(m.template)
+            if table not in shown:
+                print(table)
+                shown.add(table)
     todo = [m for m in members if m.epochs < m.cfg.max_epochs and m.stop is None]
     for m in members:
         if m not in todo:
