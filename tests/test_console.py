@@ -115,11 +115,22 @@ def test_sweep_trials_print_no_epoch_lines(tmp_path, quick, capsys, monkeypatch)
 @pytest.mark.slow  # worker processes
 def test_kfold_worker_processes_print_no_epoch_lines_the_refit_does(tmp_path, quick, capfd):
     over = {k: v for k, v in quick.items() if k != "val_size"}
+    # population 1: the folds in worker processes (by default they train in-process as one population)
     assert fit.main(flags({**over, "kfold": 2, "kfold_workers": 2, "train_size": 120, "name": "kf",
-                           "early_stopping": False})) == 0
+                           "early_stopping": False, "population": 1})) == 0
     out = capfd.readouterr().out  # the file descriptor: the workers' output does not pass through sys.stdout
     refit = RunSummary.read(next((Path(quick["logdir"]) / "kf").glob("version_*/refit/version_*")))
     assert len(_epoch_lines(out)) == refit.epochs_run  # the refit's lines only
+
+
+def test_a_kfold_population_prints_one_line_per_epoch_then_the_refits(tmp_path, quick, capfd):
+    over = {k: v for k, v in quick.items() if k != "val_size"}
+    assert fit.main(flags({**over, "kfold": 2, "train_size": 120, "name": "kfp", "early_stopping": False})) == 0
+    out = capfd.readouterr().out
+    refit = RunSummary.read(next((Path(quick["logdir"]) / "kfp").glob("version_*/refit/version_*")))
+    lines = _epoch_lines(out)
+    assert len(lines) == quick["max_epochs"] + refit.epochs_run
+    assert all("2 members" in line for line in lines[:quick["max_epochs"]])
 
 
 class _Records(logging.Handler):
