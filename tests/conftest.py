@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,11 +43,30 @@ def mnist_dir(tmp_path):
     return tmp_path / "data"
 
 
+def quick_settings(data_dir: Path, logdir: Path) -> dict:
+    """Overrides for a seconds-long IMDB run on the tiny data."""
+    return {"data_dir": str(data_dir), "num_words": 40, "val_size": 60, "hidden": 8, "batch_size": 32,
+            "max_epochs": 3, "logdir": str(logdir), "progress": False, "accelerator": "cpu"}
+
+
 @pytest.fixture
 def quick(tmp_path, imdb_dir):
     """Overrides for a seconds-long IMDB run on the tiny data."""
-    return {"data_dir": str(imdb_dir), "num_words": 40, "val_size": 60, "hidden": 8, "batch_size": 32,
-            "max_epochs": 3, "logdir": str(tmp_path / "logs"), "progress": False, "accelerator": "cpu"}
+    return quick_settings(imdb_dir, tmp_path / "logs")
+
+
+@pytest.fixture(scope="session")
+def ddp_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    """One `fit --devices 2 --strategy ddp` (gloo, 2 CPU ranks) of 3 epochs, shared by test_ddp (the run) and
+    test_rundir (a DDP resume of a copy of it): every launch is two fresh interpreters importing torch and
+    Lightning one after the other. Returns the finished process and its logdir (run folder
+    logdir/ddp/version_0); tests must not write into it."""
+    root = tmp_path_factory.mktemp("ddp_run")
+    data = write_imdb(root / "data").parent
+    over = {**quick_settings(data, root / "logs"), "name": "ddp", "early_stopping": False}
+    proc = subprocess.run([sys.executable, "-m", "lit_regularize", "fit", *flags(over), "--devices", "2",
+                           "--strategy", "ddp"], cwd=root, capture_output=True, text=True, timeout=300)
+    return proc, root / "logs"
 
 
 def no_val_size(over: dict) -> dict:

@@ -173,7 +173,14 @@ def images() -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def reference_moments(images) -> dict[bool, torch.Tensor]:
-    return {hflip: pipeline_moments(images, 300, hflip) for hflip in (False, True)}
+    # 4,800 per-image pipelines of tiny ops: on one intra-op thread. With two, every op waits for the second
+    # thread, and while another process holds the second core that turned ~1 s into 20-75 s on 2 cores.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return {hflip: pipeline_moments(images, 300, hflip) for hflip in (False, True)}
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("hflip", [False, True])

@@ -20,7 +20,7 @@ import pytest
 
 from conftest import ROOT
 from synthetic import idx_bytes, write_imdb, write_mnist
-from conftest import flags, no_val_size
+from conftest import flags, no_val_size, quick_settings
 from lit_regularize.data import imdb as imdb_mod
 from lit_regularize.data.imdb import IMDB_ORIGIN, IMDB_SHA256, fetch_imdb
 
@@ -320,20 +320,43 @@ def test_missing_yaml_config_file(tmp_path, base, capsys):
 
 # -- whole process: exit code and no traceback; a real bug keeps its traceback ----------------------------
 
-def fit_process(args: list[str], tmp_path: Path, prelude: str = "") -> subprocess.CompletedProcess:
-    """Run scripts/fit.py's main in a fresh interpreter (prelude may patch something first)."""
+def fit_process(args: list[str], tmp_path: Path, prelude: str = "") -> subprocess.Popen:
+    """Start scripts/fit.py's main in a fresh interpreter (prelude may patch something first)."""
     code = (f"import sys; from lit_regularize.cli import fit; {prelude}"
             "sys.exit(fit.main(sys.argv[1:]))")
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120,
-                          cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+
+
+@pytest.fixture(scope="module")
+def fit_processes(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, Path, dict]]:
+    """The whole-process cases below, started side by side (each spends seconds importing torch and Lightning
+    before it gets to its point): case -> (the finished process, its folder, its fit flags as a dict)."""
+    preludes = {"bad data": "", "real bug": ("from lit_regularize.model import RegularizedMLP; "
+                                             "RegularizedMLP.training_step = lambda self, b, i: 1 / 0; ")}
+    started = {}
+    for case, prelude in preludes.items():
+        folder = tmp_path_factory.mktemp(case.replace(" ", "_"))
+        base = {**quick_settings(write_imdb(folder / "data").parent, folder / "logs"), "max_epochs": 1}
+        if case == "bad data":
+            (folder / "bad").mkdir()
+            npz_writer(y_train=np.array([0, 1, 5]))(folder / "bad" / "imdb.npz")
+            base["data_dir"] = str(folder / "bad")
+        else:
+            base["name"] = "bug"
+        started[case] = (fit_process(flags(base), folder, prelude), folder, base)
+    done = {}
+    for case, (proc, folder, base) in started.items():
+        out, err = proc.communicate(timeout=120)
+        done[case] = (subprocess.CompletedProcess(proc.args, proc.returncode, out, err), folder, base)
+    return done
 
 
 @pytest.mark.slow  # a real python process
-def test_bad_data_file_process_exits_2_without_traceback(tmp_path, base):
-    data = tmp_path / "bad"
-    data.mkdir()
-    npz_writer(y_train=np.array([0, 1, 5]))(data / "imdb.npz")
-    out = fit_process(flags({**base, "data_dir": str(data)}), tmp_path)
+def test_bad_data_file_process_exits_2_without_traceback(fit_processes):
+    out, folder, base = fit_processes["bad data"]  # y_train holds a 5
+    data = folder / "bad"
     assert out.returncode == 2, out.stderr
     assert out.stderr.strip().splitlines() == [f"error: {data / 'imdb.npz'}: y_train must hold 0/1 labels, found [5]"]
     assert not Path(base["logdir"]).exists()
@@ -351,11 +374,9 @@ def test_a_real_bug_keeps_its_traceback(tmp_path, base, monkeypatch):
 
 
 @pytest.mark.slow  # a real python process
-def test_a_real_bug_keeps_its_traceback_in_a_real_process(tmp_path, base):
+def test_a_real_bug_keeps_its_traceback_in_a_real_process(fit_processes):
     # whole process: exit 1 and the full traceback on stderr
-    prelude = ("from lit_regularize.model import RegularizedMLP; "
-               "RegularizedMLP.training_step = lambda self, b, i: 1 / 0; ")
-    out = fit_process(flags({**base, "name": "bug"}), tmp_path, prelude)
+    out, _, _ = fit_processes["real bug"]  # RegularizedMLP.training_step = lambda self, b, i: 1 / 0
     assert out.returncode == 1
     assert "Traceback (most recent call last)" in out.stderr and "ZeroDivisionError" in out.stderr
     assert "training_step" in out.stderr

@@ -2,25 +2,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import ROOT
-
 
 @pytest.mark.slow
-def test_fit_runs_ddp_on_two_cpu_processes(quick, tmp_path):
-    logdir = Path(quick["logdir"])
-    over = {**quick, "name": "ddp", "max_epochs": 3, "early_stopping": False}
-    args = [a for k, v in over.items()
-            for a in (["--" + k.replace("_", "-")] if v is True else ["--no-" + k.replace("_", "-")]
-                      if v is False else ["--" + k.replace("_", "-"), str(v)])]
-    proc = subprocess.run([sys.executable, "-m", "lit_regularize", "fit", *args, "--devices", "2",
-                           "--strategy", "ddp"], cwd=tmp_path, capture_output=True, text=True, timeout=240)
+def test_fit_runs_ddp_on_two_cpu_processes(ddp_run):
+    proc, logdir = ddp_run  # quick settings, 3 epochs, no early stopping, --devices 2 --strategy ddp
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = sorted((logdir / "ddp").iterdir())
     assert [r.name for r in runs] == ["version_0"]  # rank 1 writes no folder of its own

@@ -42,6 +42,11 @@ def commands(text: str) -> list[str]:
     return [c for c in out if c.startswith(COMMANDS)]
 
 
+def own_tmp(text: str, tmp: Path) -> str:
+    """/tmp/... paths of a page moved into the test's own folder (no state shared with other test runs)."""
+    return text.replace("/tmp/", f"{tmp}/")
+
+
 def argv_of(command: str, data: Path) -> list[str]:
     """The command as lit_regularize.cli.main arguments, with the synthetic data and tiny sizes."""
     for real in REAL_DATA:
@@ -84,6 +89,8 @@ def test_every_command_of_the_page_runs_as_written(page, data, tmp_path, monkeyp
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("LIT_REGULARIZE_DATA_DIR", str(data))
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
     ran = 0
     for lang, text in code_blocks(page):
         if lang in ("bash", "sh", "console", ""):
@@ -91,7 +98,7 @@ def test_every_command_of_the_page_runs_as_written(page, data, tmp_path, monkeyp
                 if any(command.startswith(n) for n in NOT_RUN) or "..." in command or "<" in command \
                         or "--runs " in command:  # placeholders, or finished runs the page does not make
                     continue
-                argv = argv_of(command, data)
+                argv = argv_of(own_tmp(command, tmp), data)
                 if argv[0] in ("bench", "reproduce"):  # minutes of real data; their own tests run them tiny
                     argv = [argv[0], "--help"]
                 try:
@@ -101,7 +108,7 @@ def test_every_command_of_the_page_runs_as_written(page, data, tmp_path, monkeyp
                 assert code == 0, f"{page.name}: {command}"
                 ran += 1
         elif lang == "python":
-            source = re.sub(r",\s*max_epochs=\d+|max_epochs=\d+,\s*", "", text)
+            source = re.sub(r",\s*max_epochs=\d+|max_epochs=\d+,\s*", "", own_tmp(text, tmp))
             lines = []
             for line in source.splitlines():  # settings of training calls get tiny sizes on the synthetic data
                 if any(call in line for call in ("lr.fit(", "lr.compare(", "lr.sweep(", "dict(")):

@@ -21,7 +21,8 @@ import pytorch_lightning as pl
 import torch
 
 from conftest import ROOT
-from conftest import flags, script_val_loss
+from conftest import flags, quick_settings, script_val_loss
+from synthetic import write_imdb
 from diskfaults import FullDisk, read_only
 from lit_regularize import files as files_mod
 from lit_regularize.config import make_config
@@ -217,32 +218,52 @@ def test_resume_matches_an_uninterrupted_run(resume_setup, mid_epoch):
 
 # -- signals to a real fit.py process --------------------------------------------------------------------------
 
-@pytest.mark.slow  # real fit processes, signalled
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_signal_during_fit_leaves_a_resumable_run(quick, sig):
-    over = {**quick, "reg": "dropout", "max_epochs": 100000, "early_stopping": False, "deterministic": True,
-            "name": "sig"}
-    run_dir = Path(quick["logdir"]) / "sig" / "version_0"
-    last = run_dir / "checkpoints" / "last.ckpt"
-    # SIGINT must raise KeyboardInterrupt in the child even when this test runs with SIGINT ignored.
-    proc = subprocess.Popen([sys.executable, "-m", "lit_regularize", "fit", *flags(over)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"},
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+SIGNALS = {"SIGTERM": signal.SIGTERM, "SIGINT": signal.SIGINT}
+
+
+@pytest.fixture(scope="module")
+def signalled_fits(tmp_path_factory) -> dict[str, tuple[int, str, Path]]:
+    """A real `fit` process per signal, started side by side (each spends seconds importing torch and Lightning),
+    each signalled once it has written its first checkpoint: name -> (exit status, stderr, run folder)."""
+    started = {}
+    for name in SIGNALS:
+        folder = tmp_path_factory.mktemp(name)
+        over = {**quick_settings(write_imdb(folder / "data").parent, folder / "logs"), "reg": "dropout",
+                "max_epochs": 100000, "early_stopping": False, "deterministic": True, "name": "sig"}
+        # output to files: a process that trains on while the other is signalled never waits on a full pipe
+        with open(folder / "stdout", "w") as out, open(folder / "stderr", "w") as err:
+            # SIGINT must raise KeyboardInterrupt in the child even when this test runs with SIGINT ignored.
+            proc = subprocess.Popen([sys.executable, "-m", "lit_regularize", "fit", *flags(over)], stdout=out,
+                                    stderr=err, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        started[name] = (proc, folder, Path(over["logdir"]) / "sig" / "version_0")
     try:
-        deadline = time.monotonic() + 90
-        while not last.exists():
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "no checkpoint within 90 s"
-            time.sleep(0.05)
-        time.sleep(0.2)  # a few epochs further on, so the signal lands at an arbitrary point of training
-        proc.send_signal(sig)
-        _, err = proc.communicate(timeout=60)
+        for name, (proc, folder, run_dir) in started.items():
+            last = run_dir / "checkpoints" / "last.ckpt"
+            deadline = time.monotonic() + 90
+            while not last.exists():
+                assert proc.poll() is None, (folder / "stderr").read_text()
+                assert time.monotonic() < deadline, "no checkpoint within 90 s"
+                time.sleep(0.05)
+            time.sleep(0.2)  # a few epochs further on, so the signal lands at an arbitrary point of training
+            proc.send_signal(SIGNALS[name])
+        for proc, _, _ in started.values():
+            proc.wait(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 130, err
+        for proc, _, _ in started.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return {name: (proc.returncode, (folder / "stderr").read_text(), run_dir)
+            for name, (proc, folder, run_dir) in started.items()}
+
+
+@pytest.mark.slow  # real fit processes, signalled
+@pytest.mark.parametrize("sig", list(SIGNALS.values()), ids=list(SIGNALS))
+def test_signal_during_fit_leaves_a_resumable_run(signalled_fits, sig):
+    returncode, err, run_dir = signalled_fits[sig.name]
+    last = run_dir / "checkpoints" / "last.ckpt"
+    assert returncode == 130, err
     assert "Traceback" not in err and f"--resume {run_dir}" in err.strip().splitlines()[-1], err
 
     cut = read_summary(run_dir)

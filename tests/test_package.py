@@ -18,9 +18,13 @@ from synthetic import write_imdb
 pytestmark = pytest.mark.slow
 
 
+def _env() -> dict:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+
+
 def _run(cmd: list, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
-    return subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([str(c) for c in cmd], cwd=cwd, env=_env(), capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def test_wheel_installs_outside_the_repository_and_every_command_runs(tmp_path):
@@ -51,17 +55,23 @@ def test_wheel_installs_outside_the_repository_and_every_command_runs(tmp_path):
     where = _run([py, "-c", "import lit_regularize; print(lit_regularize.__file__)"], cwd=tmp_path)
     assert Path(where.stdout.strip()).is_relative_to(venv), where.stdout + where.stderr
     exe = venv / "bin" / "lit-regularize"
-    top = _run([exe, "--help"], cwd=tmp_path)
-    assert top.returncode == 0 and "commands:" in top.stdout
-    commands = [line.split()[0] for line in top.stdout.split("commands:")[1].splitlines() if line.strip()]
-    assert {"fit", "sweep", "compare", "predict", "export", "bench"} <= set(commands)
-    for command in commands:
-        r = _run([exe, command, "--help"], cwd=tmp_path)
-        assert r.returncode == 0 and "usage" in r.stdout.lower(), (command, r.stdout[-500:], r.stderr[-2000:])
-
+    # the tiny fit (seconds of importing torch and Lightning) runs while every command's --help is checked
     data = write_imdb(tmp_path / "data").parent
-    fit = _run([exe, "fit", "--data-dir", data, "--num-words", 40, "--val-size", 60, "--hidden", 4,
-                "--max-epochs", 2, "--logdir", tmp_path / "logs", "--name", "tiny", "--no-progress",
-                "--config", "imdb_l2"], cwd=tmp_path)
-    assert fit.returncode == 0, fit.stderr[-3000:]
+    fit_cmd = [exe, "fit", "--data-dir", data, "--num-words", 40, "--val-size", 60, "--hidden", 4,
+               "--max-epochs", 2, "--logdir", tmp_path / "logs", "--name", "tiny", "--no-progress",
+               "--config", "imdb_l2"]
+    fit = subprocess.Popen([str(c) for c in fit_cmd], cwd=tmp_path, env=_env(), text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        top = _run([exe, "--help"], cwd=tmp_path)
+        assert top.returncode == 0 and "commands:" in top.stdout
+        commands = [line.split()[0] for line in top.stdout.split("commands:")[1].splitlines() if line.strip()]
+        assert {"fit", "sweep", "compare", "predict", "export", "bench"} <= set(commands)
+        for command in commands:
+            r = _run([exe, command, "--help"], cwd=tmp_path)
+            assert r.returncode == 0 and "usage" in r.stdout.lower(), (command, r.stdout[-500:],
+                                                                        r.stderr[-2000:])
+    finally:
+        _, fit_err = fit.communicate(timeout=300)
+    assert fit.returncode == 0, fit_err[-3000:]
     assert (tmp_path / "logs" / "tiny" / "version_0" / "summary.json").is_file()

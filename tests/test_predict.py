@@ -418,6 +418,11 @@ def test_cli_bad_inputs(imdb_run, fashion_run, tmp_path, capsys, monkeypatch):
         assert expect in _one_error_line(rc, err), (expect, err)
 
 
+def _finished(proc: subprocess.Popen, timeout: float) -> subprocess.CompletedProcess:
+    out, err = proc.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 @pytest.mark.slow
 def test_cli_subprocess(imdb_run):
     """The scripts/predict.py shim: --help without torch, a real prediction, a one-line error with exit 2."""
@@ -427,18 +432,18 @@ def test_cli_subprocess(imdb_run):
     check = ("import sys, runpy; sys.argv = ['predict', '--help']\n"
              "try: runpy.run_path(%r, run_name='__main__')\n"
              "except SystemExit: pass\nprint('torch' in sys.modules)" % script)
-    r = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env=env, timeout=60)
-    assert r.returncode == 0 and r.stdout.strip().endswith("False"), r.stderr
-    r = subprocess.run([sys.executable, script, str(run_dir), "w1 w2 w3"], capture_output=True, text=True,
-                       env=env, timeout=120)
+    # the three processes run side by side (each of the last two spends seconds importing torch and Lightning)
+    started = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+               for cmd in ([sys.executable, "-c", check], [sys.executable, script, str(run_dir), "w1 w2 w3"],
+                           [sys.executable, script, str(run_dir), " "])]
+    helped, r, refused = [_finished(p, timeout=120) for p in started]
+    assert helped.returncode == 0 and helped.stdout.strip().endswith("False"), helped.stderr
     assert r.returncode == 0 and len(r.stdout.splitlines()) == 1, r.stderr
     want = load(run_dir).predict(['w1 w2 w3'])[0]  # LABEL NAME  PROBABILITY  INPUT
     label, name, prob = r.stdout.split()[:3]
     # another process: equal within the printed rounding (a wrong class or model moves it far more)
     assert [label, name] == [str(want["label"]), want["name"]] and abs(float(prob) - want["probability"]) < 2e-4
-    r = subprocess.run([sys.executable, script, str(run_dir), " "], capture_output=True, text=True, env=env,
-                       timeout=120)
-    assert r.returncode == 2 and r.stderr.strip() == "error: review 1: empty review text"
+    assert refused.returncode == 2 and refused.stderr.strip() == "error: review 1: empty review text"
 
 
 # -- issue 21: reliability ----------------------------------------------------------------------------------

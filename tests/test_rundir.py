@@ -17,6 +17,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+import procs
 from conftest import InterruptAt, flags, script_val_loss
 from lit_regularize.cli import compare as compare_cli
 from lit_regularize.cli import fit
@@ -233,10 +234,10 @@ def test_compare_out_that_is_a_file_is_one_line(tmp_path, capsys):
 @pytest.mark.slow
 def test_two_processes_started_together_get_different_version_folders(quick, tmp_path):
     over = {**quick, "max_epochs": 1, "name": "race"}
-    procs = [subprocess.Popen([sys.executable, "-m", "lit_regularize", "fit", *flags(over)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)]
-    for p in procs:
-        assert p.wait(timeout=180) == 0, p.stderr.read().decode()[-2000:]
+    # three processes within milliseconds of each other (forkserver children: no imports to stagger them)
+    children = [procs.start(["-m", "lit_regularize", "fit", *flags(over)]) for _ in range(3)]
+    for c in children:
+        assert c.wait(timeout=180) == 0, c.communicate()[1][-2000:]
     runs = sorted(p.name for p in (Path(quick["logdir"]) / "race").iterdir())
     assert runs == ["version_0", "version_1", "version_2"]
     for r in runs:
@@ -330,10 +331,10 @@ def test_a_killed_run_leaves_no_lock_behind(quick):
                                str(s.run_dir)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        busy = subprocess.run([sys.executable, "-m", "lit_regularize", "fit", "--resume", str(s.run_dir),
-                               "--max-epochs", "3"], capture_output=True, text=True, timeout=120)
-        assert busy.returncode == 2 and "Traceback" not in busy.stderr
-        assert len(busy.stderr.strip().splitlines()) == 1 and str(s.run_dir) in busy.stderr
+        busy = procs.start(["-m", "lit_regularize", "fit", "--resume", str(s.run_dir), "--max-epochs", "3"])
+        _, err = busy.communicate(timeout=120)
+        assert busy.returncode == 2 and "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1 and str(s.run_dir) in err
     finally:
         holder.kill()  # SIGKILL: no clean-up runs, the OS drops the lock with the process
         holder.wait()
@@ -343,39 +344,39 @@ def test_a_killed_run_leaves_no_lock_behind(quick):
 @pytest.mark.slow
 def test_two_resumes_of_one_folder_at_once_one_trains_the_other_is_refused(quick):
     s = run(make_config(_over(quick, name="twice", max_epochs=1)))
-    # started together, both reach the lock after the same start-up; 400 epochs (over 10 s of training) outlast
-    # any difference in their start-up, so the second always finds the first still training
-    procs = [subprocess.Popen([sys.executable, "-m", "lit_regularize", "fit", "--resume", str(s.run_dir),
-                               "--max-epochs", "400", "--no-progress"], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    outs = [p.communicate(timeout=600) for p in procs]
-    codes = sorted(p.returncode for p in procs)
+    # started together (forkserver children, milliseconds apart, no imports to stagger them), both reach the
+    # lock after the same few steps; 40 epochs (seconds of training, each writes a checkpoint) outlast that
+    # difference by far, so the second always finds the first still training
+    children = [procs.start(["-m", "lit_regularize", "fit", "--resume", str(s.run_dir), "--max-epochs", "40",
+                             "--no-progress"]) for _ in range(2)]
+    outs = [c.communicate(timeout=600) for c in children]
+    codes = sorted(c.returncode for c in children)
     assert codes == [0, 2], outs
-    refused = outs[[p.returncode for p in procs].index(2)][1]
+    refused = outs[[c.returncode for c in children].index(2)][1]
     assert len(refused.strip().splitlines()) == 1 and "in use" in refused and str(s.run_dir) in refused
     saved = json.loads((s.run_dir / "summary.json").read_text())
-    assert saved["status"] == "completed" and saved["epochs_run"] == 400
+    assert saved["status"] == "completed" and saved["epochs_run"] == 40
     from test_faults import assert_epoch_steps_unique
 
-    assert_epoch_steps_unique(s.run_dir, 400)
+    assert_epoch_steps_unique(s.run_dir, 40)
     assert sorted(p.name for p in (s.run_dir / "checkpoints").iterdir()) == [Path(saved["best_checkpoint"]).name,
                                                                              "last.ckpt"]
 
 
 @pytest.mark.slow
-def test_ddp_ranks_share_rank_0s_locked_folder_on_a_new_run_and_a_resume(quick, tmp_path):
-    over = {**quick, "name": "ddp", "max_epochs": 2, "early_stopping": False}
+def test_ddp_ranks_share_rank_0s_locked_folder_on_a_new_run_and_a_resume(ddp_run, tmp_path):
+    first, logdir = ddp_run  # the new run: `fit --devices 2 --strategy ddp`, 3 epochs (shared with test_ddp)
+    assert first.returncode == 0, first.stderr[-3000:]  # rank 1 used rank 0's locked folder, not refused
+    assert sorted(p.name for p in (logdir / "ddp").iterdir()) == ["version_0"]
+    shutil.copytree(logdir / "ddp", tmp_path / "logs" / "ddp")  # resumed here: the shared run stays as it was
+    run_dir = tmp_path / "logs" / "ddp" / "version_0"
     ddp = ["--devices", "2", "--strategy", "ddp", "--accelerator", "cpu"]
-    first = subprocess.run([sys.executable, "-m", "lit_regularize", "fit", *flags(over), *ddp], cwd=tmp_path,
-                           capture_output=True, text=True, timeout=300)
-    assert first.returncode == 0, first.stderr[-3000:]
-    run_dir = Path(quick["logdir"]) / "ddp" / "version_0"
     again = subprocess.run([sys.executable, "-m", "lit_regularize", "fit", "--resume", str(run_dir), "--max-epochs",
-                            "3", *ddp], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+                            "4", *ddp], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]  # rank 1 joins rank 0's resume, not refused by its lock
     s = json.loads((run_dir / "summary.json").read_text())
-    assert s["status"] == "completed" and s["epochs_run"] == 3
-    assert sorted(p.name for p in (Path(quick["logdir"]) / "ddp").iterdir()) == ["version_0"]
+    assert s["status"] == "completed" and s["epochs_run"] == 4
+    assert sorted(p.name for p in (tmp_path / "logs" / "ddp").iterdir()) == ["version_0"]
 
 
 # -- the best checkpoint gone ---------------------------------------------------------------------------------------

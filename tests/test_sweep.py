@@ -18,6 +18,7 @@ import numpy as np
 import optuna
 import pytest
 
+import procs
 from conftest import ROOT, flags, no_val_size
 from lit_regularize.cli.sweep import main as sweep_main
 from lit_regularize.config import make_config
@@ -54,7 +55,7 @@ def api_sweep(quick: dict, space: dict, **kw) -> study_mod.Sweep:
     return study_mod.Sweep(study_name="api", storage="unused", fixed=quick, space=space, **kw)
 
 
-def wait_for_running_trial(url: str, name: str, proc: subprocess.Popen, timeout: float = 90.0) -> Any:
+def wait_for_running_trial(url: str, name: str, proc: procs.Child, timeout: float = 90.0) -> Any:
     """The first RUNNING trial that has recorded its worker and params (i.e. is training)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
@@ -500,11 +501,19 @@ def sweep_cmd(quick: dict, tmp_path: Path, url: str, name: str, n_trials: int, m
             "--storage", url, "--workers", "2", "--heartbeat", "2", "--pruner", pruner, "--n-trials", str(n_trials)]
 
 
+def start_sweep(cmd: list[str], cwd: Path) -> procs.Child:
+    """The sweep command as its own process (a forkserver child: it starts without importing torch and
+    Lightning again; its workers are fresh interpreters, `python -m lit_regularize.sweeps.workers`, as
+    always), stdout and stderr together."""
+    assert cmd[:2] == [sys.executable, "-m"]
+    return procs.start(cmd[1:], cwd=cwd, merge_stderr=True)
+
+
 def sigkill_scenario(url: str, quick: dict, tmp_path: Path, n_trials: int = 6, pruner: str = "none",
                      name: str = "kill"):
     """Two workers on one study; SIGKILL the worker of the first running trial; the study still completes."""
     cmd = sweep_cmd(quick, tmp_path, url, name, n_trials, pruner=pruner)
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start_sweep(cmd, tmp_path)
     worker = wait_for_running_trial(url, name, proc).user_attrs["worker"]
     os.kill(int(worker.rsplit(":", 1)[1]), signal.SIGKILL)  # inside a trial (maybe the next one by now)
     try:
@@ -553,8 +562,7 @@ def _children(pid: int) -> list[int]:
 def test_sigkill_of_the_sweep_kills_its_workers_and_the_next_run_retries_their_trials(tmp_path, quick):
     url = storage.storage_url(str(tmp_path / "p.db"), "parent")
     cmd = sweep_cmd(quick, tmp_path, url, "parent", 4, max_epochs=40)
-    log = (tmp_path / "sweep.out").open("w")  # not a pipe: the workers hold their copy of it until they exit
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, text=True)
+    proc = start_sweep(cmd, tmp_path)  # output to a file, not a pipe: the workers hold it until they exit
     wait_for_running_trial(url, "parent", proc)
     kids = _children(proc.pid)
     assert len(kids) == 2
@@ -583,7 +591,7 @@ def test_sigkill_of_the_sweep_kills_its_workers_and_the_next_run_retries_their_t
 def test_ctrl_c_stops_workers_and_requeues_their_trials(tmp_path, quick):
     url = storage.storage_url(str(tmp_path / "c.db"), "kill")
     cmd = sweep_cmd(quick, tmp_path, url, "kill", 10, max_epochs=30)
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start_sweep(cmd, tmp_path)
     wait_for_running_trial(url, "kill", proc)
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
@@ -615,10 +623,10 @@ def test_many_short_trials_from_four_processes_never_hit_a_locked_database(tmp_p
             return x * x
         study.optimize(objective, n_trials=50, callbacks=[workers.reap_dead_workers])
     """)
-    procs = [subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for _ in range(4)]
-    outs = [p.communicate(timeout=300)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0] * 4, outs
+    # four processes (forkserver children: they start together, without importing torch and Lightning each)
+    children = [procs.start(["-c", script], cwd=ROOT) for _ in range(4)]
+    outs = ["".join(c.communicate(timeout=300)) for c in children]
+    assert [c.returncode for c in children] == [0] * 4, outs
     assert not any("locked" in o for o in outs)
     study = load(url, "many")
     assert len(study.get_trials(states=(States.COMPLETE,))) == 200
