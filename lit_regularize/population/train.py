@@ -26,7 +26,7 @@ from lit_regularize.errors import RunInterrupted, UserError
 from lit_regularize.model import layer_summary
 from lit_regularize.population.member import POPULATION_KEY, Member, drawing_from
 from lit_regularize.population.optim import StackedOptimizer
-from lit_regularize.population.stack import MemberView, StackedMLP, StackedRows
+from lit_regularize.population.stack import MemberLinear, MemberView, StackedMLP, StackedRows
 from lit_regularize.rundir import RunDir
 from lit_regularize.run import (build_datamodule, build_model, check_batchnorm, check_hardware, has_hparams_record,
                                 interrupt_reason, log_hparams, log_overfitting, note_missing_best,
@@ -132,7 +132,8 @@ class Population:
                 xs, ys, counts = self._batch(parts)
             width = max(counts)
             logits = self.stack(xs, width, self._blocks(active, counts))
-            rows = self._row_losses(logits, ys)
+            labels = _labels(ys, width, self.device)
+            rows = self._row_losses(logits, labels)
             mask = _mask(counts, width, self.device)
             n = torch.tensor(counts, dtype=logits.dtype, device=self.device).clamp_min(1)
             data_loss = (rows * mask).sum(1) / n
@@ -162,7 +163,7 @@ class Population:
                         r.after_step(views[k])
             with torch.no_grad():
                 c = torch.tensor(counts, dtype=torch.float64, device=self.device)
-                correct = ((_preds(logits) == _labels(ys, width, self.device)) & mask).sum(1)
+                correct = ((_preds(logits) == labels) & mask).sum(1)
                 sums += torch.stack([data_loss.double() * c, correct.double(), penalties.double() * c,
                                      objective.double() * c])
                 seen += c
@@ -222,17 +223,12 @@ class Population:
             return torch.stack(rows)
         return blocks
 
-    def _row_losses(self, logits: torch.Tensor, ys: Sequence[torch.Tensor]) -> torch.Tensor:
-        """(K, width) per-example data losses (padding rows: anything, masked later)."""
-        width = logits.shape[1]
+    def _row_losses(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """(K, width) per-example data losses of the padded class ids `_labels` gives (padding rows: anything,
+        masked later)."""
+        y = labels.clamp_min(0)
         if self.stack.binary:
-            y = torch.zeros(len(ys), width, dtype=logits.dtype, device=self.device)
-            for k, yk in enumerate(ys):
-                y[k, :len(yk)] = yk.to(logits.dtype)
-            return F.binary_cross_entropy_with_logits(logits, y, reduction="none")
-        y = torch.zeros(len(ys), width, dtype=torch.long, device=self.device)
-        for k, yk in enumerate(ys):
-            y[k, :len(yk)] = yk.long()
+            return F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype), reduction="none")
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none").view_as(y)
 
     # -- evaluation ---------------------------------------------------------------------------------------
@@ -255,9 +251,10 @@ class Population:
             width = max(counts)
             logits = stack(xs, width)
             mask = _mask(counts, width, self.device)
-            rows = self._row_losses(logits, ys)
+            labels = _labels(ys, width, self.device)
+            rows = self._row_losses(logits, labels)
             loss += (rows * mask).double().sum(1)
-            correct += ((_preds(logits) == _labels(ys, width, self.device)) & mask).double().sum(1)
+            correct += ((_preds(logits) == labels) & mask).double().sum(1)
             seen += torch.tensor(counts, dtype=torch.float64, device=self.device)
         out = []
         for k, m in enumerate(members):
@@ -530,13 +527,8 @@ def _finish(members: list[Member], pop: Optional[Population], evaluate_test: boo
 
 def _stack_of(members: Sequence[Member], states: Sequence[list], device: torch.device) -> StackedMLP:
     """A stack of these members holding the given (weight, bias) layer states."""
-    linears = [[_Plain(w, b) for w, b in state] for state in states]
+    linears = [[MemberLinear(w, b) for w, b in state] for state in states]
     return StackedMLP(linears, members[0].template.binary).to(device)
-
-
-class _Plain:
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
-        self.weight, self.bias = weight, bias
 
 
 def _fail(members: Sequence[Member], e: BaseException, save_last: bool) -> BaseException:
