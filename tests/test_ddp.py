@@ -8,6 +8,7 @@ import torch
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ddp_run")  # one DDP launch (conftest.ddp_run) per worker that asks
 def test_fit_runs_ddp_on_two_cpu_processes(ddp_run):
     proc, logdir = ddp_run  # quick settings, 3 epochs, no early stopping, --devices 2 --strategy ddp
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -364,6 +364,7 @@ def test_two_resumes_of_one_folder_at_once_one_trains_the_other_is_refused(quick
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ddp_run")  # one DDP launch (conftest.ddp_run) per worker that asks
 def test_ddp_ranks_share_rank_0s_locked_folder_on_a_new_run_and_a_resume(ddp_run, tmp_path):
     first, logdir = ddp_run  # the new run: `fit --devices 2 --strategy ddp`, 3 epochs (shared with test_ddp)
     assert first.returncode == 0, first.stderr[-3000:]  # rank 1 used rank 0's locked folder, not refused
