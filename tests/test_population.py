@@ -45,7 +45,9 @@ def configs(quick, variants, **over):
     return [make_config({**quick, **over, **v, "name": f"m{i}"}) for i, v in enumerate(variants)]
 
 
-VARIANTS = [dict(reg="none", seed=1), dict(reg="l2", seed=2, lr=3e-3), dict(reg="dropout", seed=3),
+# Three members share seed 1 (the same batches: gathered and multiplied as one group until dropout's masks move its
+# stream), one has its own: both paths are compared with single runs.
+VARIANTS = [dict(reg="none", seed=1), dict(reg="l2", seed=1, lr=3e-3), dict(reg="dropout", seed=1),
             dict(reg="l1_l2", seed=4, l1_layers=[0, 2])]
 
 
@@ -251,3 +253,64 @@ def test_members_times_are_their_shares_of_the_population(quick):
     assert a.wall_time < b.wall_time and a.wall_time + b.wall_time <= total
     assert a.wall_time + b.wall_time > 0.5 * total  # the population's time is accounted for, not lost
     assert sum(b.history["epoch_time"]) < b.wall_time
+
+
+def test_grouped_first_layer_equals_dense_products_and_gradients():
+    # groups of 2, 1 and 2 members with their own (padded) rows, one row empty: outputs and the gradient of the
+    # member-minor table equal each member's dense X @ W + b (a wrong group offset, row or member mixes them up)
+    from lit_regularize.population.stack import GroupedRows, MemberLinear, StackedMLP, padded_crow
+
+    gen = torch.Generator().manual_seed(0)
+    K, n_in, out, width = 5, 30, 4, 6
+    spans = [(0, 2), (2, 3), (3, 5)]
+    dense = [(torch.rand(n, n_in, generator=gen) < 0.2).float() for n in (6, 4, 5)]
+    dense[0][2] = 0
+    crows = [padded_crow(torch.cat([torch.zeros(1, dtype=torch.long), d.sum(1).long().cumsum(0)]), width)
+             for d in dense]
+    cols = [d.nonzero()[:, 1] for d in dense]
+    layers = [[MemberLinear(torch.randn(out, n_in, generator=gen), torch.randn(out, generator=gen)),
+               MemberLinear(torch.randn(1, out, generator=gen), torch.randn(1, generator=gen))] for _ in range(K)]
+    stack = StackedMLP(layers, binary=True)
+    got = stack.first_layer(GroupedRows(spans, crows, cols), width)
+    up = torch.randn(K, width, out, generator=gen)
+    (got * up).sum().backward()
+    w = stack.weights[0].detach().clone().requires_grad_()
+    x = torch.zeros(K, width, n_in)
+    for (a, b), d in zip(spans, dense):
+        x[a:b, :len(d)] = d
+    want = torch.baddbmm(stack.biases[0].detach().unsqueeze(1), x, w)
+    (want * up).sum().backward()
+    assert torch.allclose(got, want, atol=1e-5)
+    assert torch.allclose(stack.weights[0].grad, w.grad, atol=1e-5)
+    assert stack.weights[0].grad.stride() == stack.weights[0].stride()  # updates keep the table's layout
+
+
+def test_members_that_share_batches_are_gathered_once(quick, monkeypatch):
+    # seed-5 members without per-step draws of their own see the same batches: one group (gathered and multiplied
+    # once); the dropout member leaves the group once its masks have moved its stream (that grouped members equal
+    # their single runs: test_each_member_matches_the_single_run_with_its_seed, whose variants share a seed)
+    variants = [dict(reg="l2", seed=5), dict(reg="none", seed=6), dict(reg="l1", seed=5, lr=3e-3),
+                dict(reg="dropout", seed=5), dict(reg="none", seed=5)]
+    cfgs = configs(quick, variants, max_epochs=3)
+    seen: dict[str, list] = {"train": [], "eval": []}
+    phase = ["train"]
+    gather, evaluate = Population._gather_groups, Population.evaluate
+
+    def spy(self, *args):
+        out = gather(self, *args)
+        seen[phase[0]].append(out[0].spans)
+        return out
+
+    def evaluating(self, *args):
+        phase[0] = "eval"
+        try:
+            return evaluate(self, *args)
+        finally:
+            phase[0] = "train"
+    monkeypatch.setattr(Population, "_gather_groups", spy)
+    monkeypatch.setattr(Population, "evaluate", evaluating)
+    train_population(cfgs)
+    train = seen["train"]
+    assert train[0] == [(0, 4), (4, 5)]  # seed 5: l2, l1, dropout, none (sharing order); seed 6 alone
+    assert max(b - a for spans in train[len(train) // 2:] for a, b in spans) == 2  # later: l2 and l1 still share
+    assert max(b - a for spans in seen["eval"] for a, b in spans) >= 4  # the seed-5 members' val/test rows

@@ -11,6 +11,8 @@ from typing import Any, Optional, Sequence
 
 import torch
 
+from lit_regularize.population.stack import same_layout
+
 DEFAULTS = {"rmsprop": {"alpha": 0.99, "eps": 1e-8}, "adam": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
             "sgd": {}}
 
@@ -93,7 +95,8 @@ class StackedOptimizer:
         idx = torch.as_tensor(list(members), dtype=torch.long, device=self.lr.device)
         self.params = list(params)
         self.lr, self.steps = self.lr[idx], self.steps[idx]
-        self.state = [{k: v.index_select(0, idx).contiguous() for k, v in s.items()} for s in self.state]
+        self.state = [{k: same_layout(v.index_select(0, idx), p) for k, v in s.items()}
+                      for s, p in zip(self.state, self.params)]
 
     def member_state(self, k: int) -> dict[str, Any]:
         """Member k's state (its step count and slices, as copies): what its last.ckpt keeps for a resume."""

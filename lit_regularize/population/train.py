@@ -26,7 +26,7 @@ from lit_regularize.errors import RunInterrupted, UserError
 from lit_regularize.model import layer_summary
 from lit_regularize.population.member import POPULATION_KEY, Member, drawing_from
 from lit_regularize.population.optim import StackedOptimizer
-from lit_regularize.population.stack import MemberLinear, MemberView, StackedMLP, StackedRows
+from lit_regularize.population.stack import GroupedRows, MemberLinear, MemberView, StackedMLP, padded_crow
 from lit_regularize.rundir import RunDir
 from lit_regularize.run import (build_datamodule, build_model, check_batchnorm, check_hardware, has_hparams_record,
                                 interrupt_reason, log_hparams, log_overfitting, note_missing_best,
@@ -123,9 +123,9 @@ class Population:
         sets = [m.dm.train_set for m in active]
         source = _shared_rows(sets)
         for s in range(n_steps):
-            if source is not None and all(len(b) > s and len(b[s]) == len(batches[0][s]) for b in batches):
-                xs, ys, counts = self._gather_all(source, sets, [b[s] for b in batches])
-                present = torch.ones(K, dtype=torch.bool, device=self.device)
+            if source is not None:
+                xs, ys, counts = self._gather_groups(source, sets, [b[s] if s < len(b) else [] for b in batches])
+                present = torch.tensor([c > 0 for c in counts], device=self.device)
             else:
                 parts = [m.train_batch(b[s]) if s < len(b) else None for m, b in zip(active, batches)]
                 present = torch.tensor([p is not None for p in parts], device=self.device)
@@ -177,18 +177,25 @@ class Population:
             out[m] = row
         return out
 
-    def _gather_all(self, source: Any, sets: Sequence[Any], positions: Sequence[Sequence[int]]
-                    ) -> tuple[StackedRows, list[torch.Tensor], list[int]]:
-        """Every member's batch (equal sizes) gathered at once from the arrays their datasets view."""
-        rows = torch.cat([_rows_of(ds, p) for ds, p in zip(sets, positions)])
-        crow, cols = gather_rows(source.crow, source.cols, rows)
-        width = len(positions[0])
-        bounds = crow[::width].tolist()  # where each member's rows start in cols
-        n_in = source.n_features
-        for k in range(1, len(sets)):
-            cols[bounds[k]:bounds[k + 1]] += k * n_in
-        labels = source.labels[rows].to(self.device).view(len(sets), width)
-        return StackedRows(crow, cols), list(labels.unbind(0)), [width] * len(sets)
+    def _gather_groups(self, source: Any, sets: Sequence[Any], positions: Sequence[Sequence[int]]
+                       ) -> tuple[GroupedRows, list[torch.Tensor], list[int]]:
+        """Every member's batch gathered from the arrays their datasets view; consecutive members whose batches
+        are the same rows (same seed and split) form one group, gathered once (GroupedRows)."""
+        rows = [_rows_of(ds, p) for ds, p in zip(sets, positions)]
+        counts = [len(r) for r in rows]
+        width = max(counts)
+        spans, crows, cols, ys = [], [], [], []
+        for k, r in enumerate(rows):
+            if spans and torch.equal(r, rows[spans[-1][0]]):
+                spans[-1] = (spans[-1][0], k + 1)
+                ys.append(ys[-1])
+                continue
+            crow, c = gather_rows(source.crow, source.cols, r)
+            spans.append((k, k + 1))
+            crows.append(padded_crow(crow, width))
+            cols.append(c)
+            ys.append(source.labels[r].to(self.device))
+        return GroupedRows(spans, crows, cols), ys, counts
 
     def _batch(self, parts: Sequence[Optional[tuple[Any, torch.Tensor]]]) -> tuple[list, list, list[int]]:
         """Member batches with an empty one for members without a batch this step; labels on the device."""
@@ -244,8 +251,8 @@ class Population:
         source = _shared_rows(sets)
         for i in range(max(m.eval_batches(split) for m in members)):
             spans = [m.eval_span(split, i) for m in members]
-            if source is not None and all(len(p) == len(spans[0]) > 0 for p in spans):
-                xs, ys, counts = self._gather_all(source, sets, spans)
+            if source is not None:
+                xs, ys, counts = self._gather_groups(source, sets, spans)
             else:
                 xs, ys, counts = self._batch([m.eval_batch_of(split, i) for m in members])
             width = max(counts)
@@ -273,6 +280,12 @@ class Population:
         if self.active:
             self.stack.keep(keep)
             self.optimizer.keep(keep, list(self.stack.parameters()))
+
+
+def sharing_order(members: Sequence[Member]) -> list[Member]:
+    """Members with the same seed side by side (stable): with the same split they draw the same batches, and
+    consecutive members with the same rows are gathered and multiplied as one group."""
+    return sorted(members, key=lambda m: m.cfg.seed)
 
 
 def _shared_rows(sets: Sequence[Any]) -> Optional[Any]:
@@ -388,7 +401,7 @@ def _train(members: list[Member], device: torch.device, t_start: float, evaluate
         if m not in todo:
             m.stop = m.stop or "max_epochs"
             m.last_state = [(lin.weight.detach().clone(), lin.bias.detach().clone()) for lin in m.template.linears()]
-    pop = Population(todo, device) if todo else None
+    pop = Population(sharing_order(todo), device) if todo else None
     # A member's wall_time and epoch_time are its share of the population's time: each epoch's seconds divided
     # among the members that trained in it, set-up and test passes among all (the members' times add up to the
     # population's, so a table's "wall time" is what each run cost).
@@ -497,6 +510,7 @@ def _finish(members: list[Member], pop: Optional[Population], evaluate_test: boo
         m.summary.last_checkpoint = m.rundir.rel(m.rundir.last_checkpoint) if save_last else None
         note_missing_best(m.summary, best_files[m], m.validating, m.rundir, True)
     if evaluate_test:
+        members = sharing_order(members)
         helper = pop if pop is not None else Population(members, device)
         last = helper.evaluate(members, _stack_of(members, [m.last_state for m in members], device), "test")
         with_best = [m for m in members if best_files[m] is not None and m.best_state is not None]
