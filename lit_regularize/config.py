@@ -96,11 +96,16 @@ declare(
 )
 
 
+_ORDERED: list = [None, {}]  # (the declared settings it was built from, fields()): a Config's to_dict asks ~100 times
+
+
 def fields() -> dict[str, Setting]:
     """Every setting in --help order: by group, the core settings of a group first, then as declared."""
-    declared = schema()
-    return {s.name: s for g in GROUPS for core in (True, False) for s in declared.values()
-            if s.group == g and (s.owner == "core") == core}
+    declared = tuple(schema().values())  # plug-ins declare (and tests undeclare) settings at any time
+    if _ORDERED[0] != declared:
+        _ORDERED[:] = [declared, {s.name: s for g in GROUPS for core in (True, False) for s in declared
+                                  if s.group == g and (s.owner == "core") == core}]
+    return dict(_ORDERED[1])
 
 
 class Config:
@@ -183,16 +188,16 @@ class Config:
         kinds (`only`: no --image-size in an IMDB run) are left out: read back, they take their defaults."""
         plugins = set(self._values.get("plugins") or ())
         kind = self.kind
+        known = fields()
         return {k: copy.deepcopy(v) for k, v in self._values.items()
-                if _recorded(k, v, plugins) and kind.accepts(fields()[k])}
+                if _recorded(known[k], v, plugins) and kind.accepts(known[k])}
 
     def replace(self, **changes: Any) -> "Config":
         """A copy with some settings changed (validated again)."""
         return Config(**{**self._values, **changes})
 
 
-def _recorded(name: str, value: Any, plugins: set) -> bool:
-    s = fields()[name]
+def _recorded(s: Setting, value: Any, plugins: set) -> bool:
     cls = registered().get(s.owner)
     if cls is None or cls.__module__.startswith("lit_regularize."):
         return True
