@@ -20,7 +20,7 @@ from typing import Any, Mapping, Optional
 
 from lit_regularize.config import Config, resumable, config_from_file, flag, to_yaml
 from lit_regularize.errors import ConfigError, DataError, UserError
-from lit_regularize.files import atomic_write, read_json, write_json
+from lit_regularize.files import atomic_write, read_json, read_own_yaml, write_json
 from lit_regularize.summary import SUMMARY, RunSummary
 from lit_regularize.writable import check_writable
 
@@ -213,7 +213,7 @@ class RunDir:
 
         try:
             if (self.path / CONFIG).is_file():
-                cfg = yaml.safe_load((self.path / CONFIG).read_text())
+                cfg = read_own_yaml((self.path / CONFIG).read_text())
             elif (self.path / SUMMARY).is_file():
                 cfg = read_json(self.path / SUMMARY).get("config")
             else:

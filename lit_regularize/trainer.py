@@ -1,6 +1,7 @@
 """The Trainer every run uses: its logger, checkpoints, early stopping and progress bar."""
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -18,7 +19,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from tqdm import tqdm
 
 from lit_regularize.callbacks import EpochLine, History, InterruptReason, printing_epochs
-from lit_regularize.files import atomic_write, write_yaml
+from lit_regularize.files import atomic_write, read_own_yaml, write_yaml
 from lit_regularize.tb_extras import TensorBoardExtras
 
 MONITOR = "val/loss"
@@ -91,14 +92,19 @@ class RunLogger(TensorBoardLogger):
         path = Path(self.log_dir) / self.NAME_HPARAMS_FILE
         if not path.parent.is_dir():
             return
+        # Lightning calls save() after every logging step: the file is read once, then only compared in memory
+        # (reading it each time was 1,800 YAML parses in the fast test suite)
+        current = list(self.hparams.items())
+        if getattr(self, "_saved_hparams", None) == (path, current):
+            return
         if path.is_file():
-            import yaml
-
             # in config.yaml's order too: a file of an older version with the same settings in another order is
             # rewritten
-            if list((yaml.safe_load(path.read_text()) or {}).items()) == list(self.hparams.items()):
+            if list((read_own_yaml(path.read_text()) or {}).items()) == current:
+                self._saved_hparams = (path, copy.deepcopy(current))
                 return
         write_yaml(path, dict(self.hparams))
+        self._saved_hparams = (path, copy.deepcopy(current))
 
 
 def _shown_as(value: Any) -> Any:

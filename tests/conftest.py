@@ -119,3 +119,12 @@ def real_data_or_skip() -> Path:
     if not (REAL_DATA / "imdb.npz").is_file():
         pytest.skip(f"real data not found at {REAL_DATA}")
     return REAL_DATA
+
+
+def pytest_configure(config):
+    """Worker processes (-n auto in setup.cfg) pay for themselves on the slow, process-level tests, which mostly
+    wait on their subprocesses (full suite on 2 cores: 280-340 s against 338-508 s in one process). The fast tests
+    alone are faster in one process (61 s against 73-81 s: each worker imports torch and Lightning again, and two
+    busy workers slow each other's tests down ~2x), so a run of only them (-m "not slow") stays in this process."""
+    if config.getoption("markexpr", "").replace(" ", "") == "notslow" and config.getoption("dist", "no") != "no":
+        config.option.dist, config.option.numprocesses = "no", 0
