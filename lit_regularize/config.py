@@ -21,7 +21,8 @@ import yaml
 from lit_regularize.data import kinds
 from lit_regularize.errors import ConfigError
 from lit_regularize.regularizers import plugin_modules, presets, registered
-from lit_regularize.settings import DISPLAY as DISPLAY_ROLE, HARMLESS as HARMLESS_ROLE, RESUMABLE as RESUMABLE_ROLE
+from lit_regularize.settings import DISPLAY as DISPLAY_ROLE, HARMLESS as HARMLESS_ROLE, MEMBER as MEMBER_ROLE
+from lit_regularize.settings import RESUMABLE as RESUMABLE_ROLE
 from lit_regularize.settings import GROUPS, Setting, at_least, declare, in_range, schema, setting
 
 DATA_DIR_ENV = "LIT_REGULARIZE_DATA_DIR"
@@ -42,45 +43,53 @@ def _reg_help() -> str:
 declare(
     setting("data", str, "imdb", kinds.data_help, "data", metavar="DATA"),
     setting("data_dir", str, None, f"folder holding imdb.npz / MNIST raw files (else ${DATA_DIR_ENV}, else "
-            "~/.cache/lit_regularize)", "data", optional=True, metavar="DIR", roles=(RESUMABLE_ROLE, HARMLESS_ROLE)),
+            "~/.cache/lit_regularize)", "data", optional=True, metavar="DIR",
+            roles=(RESUMABLE_ROLE, HARMLESS_ROLE)),
     setting("train_size", int, None, "keep only N training examples (after the validation split)", "data",
-            optional=True, check=at_least(1)),
+            optional=True, check=at_least(1), roles=(MEMBER_ROLE,)),
     setting("val_size", int, None, "validation examples split off the training set (default: IMDB 10000, MNIST 1000 "
             "with --n-per-class else 10000, own data 20%%; 0 = none; not with --val-on-test or --kfold)", "data",
-            optional=True, check=at_least(0)),
-    setting("val_on_test", bool, False, "validate on the test set, as some notebooks did (no holdout)", "data"),
-    setting("shuffle", bool, True, "shuffle training batches every epoch", "data"),
+            optional=True, check=at_least(0), roles=(MEMBER_ROLE,)),
+    setting("val_on_test", bool, False, "validate on the test set, as some notebooks did (no holdout)", "data",
+            roles=(MEMBER_ROLE,)),
+    setting("shuffle", bool, True, "shuffle training batches every epoch", "data", roles=(MEMBER_ROLE,)),
     setting("kfold", int, 0, "K-fold validation over the training set (0 = off)", "data", metavar="K",
-            check=lambda v: None if v == 0 or v >= 2 else f"must be 0 (off) or >= 2, got {v}"),
+            check=lambda v: None if v == 0 or v >= 2 else f"must be 0 (off) or >= 2, got {v}",
+            roles=(MEMBER_ROLE,)),
     setting("kfold_repeats", int, 1, "iterated K-fold: reshuffle and repeat P times", "data", metavar="P",
-            check=at_least(1)),
+            check=at_least(1), roles=(MEMBER_ROLE,)),
     setting("kfold_workers", int, 1, "K-fold: folds trained at once in separate processes (0 = one per CPU core)",
-            "data", metavar="N", check=at_least(0), roles=(HARMLESS_ROLE,)),
+            "data", metavar="N", check=at_least(0), roles=(HARMLESS_ROLE, MEMBER_ROLE)),
     setting("fold", int, None, "which fold validates (set by k-fold and sweeps)", "data", optional=True,
-            internal=True),
+            internal=True, roles=(MEMBER_ROLE,)),
     setting("merge_val", bool, False, "train on the training and validation examples together (refits)", "data",
-            internal=True),
-    setting("reg", str, "none", _reg_help, "regularization", choices=lambda: tuple(presets())),
+            internal=True, roles=(MEMBER_ROLE,)),
+    setting("reg", str, "none", _reg_help, "regularization", choices=lambda: tuple(presets()),
+            roles=(MEMBER_ROLE,)),
     setting("optimizer", str, "rmsprop", "optimizer", "training", choices=("rmsprop", "adam", "sgd")),
-    setting("lr", float, 1e-3, "learning rate", "training", check=lambda v: None if v > 0 else f"must be > 0, got {v}"),
+    setting("lr", float, 1e-3, "learning rate", "training", check=lambda v: None if v > 0 else f"must be > 0, got {v}",
+            roles=(MEMBER_ROLE,)),
     setting("batch_size", int, 512, "training batch size", "training", check=at_least(1)),
     setting("max_epochs", int, 20, "maximum number of epochs", "training", check=at_least(1),
-            roles=(RESUMABLE_ROLE,)),
+            roles=(RESUMABLE_ROLE, MEMBER_ROLE)),
     setting("patience", int, 3, "EarlyStopping patience in epochs on val/loss", "training", check=at_least(0),
-            roles=(RESUMABLE_ROLE,)),
+            roles=(RESUMABLE_ROLE, MEMBER_ROLE)),
     setting("early_stopping", bool, True, "stop when val/loss stops improving (--no-early-stopping draws full "
-            "curves)", "training", roles=(RESUMABLE_ROLE,)),
+            "curves)", "training", roles=(RESUMABLE_ROLE, MEMBER_ROLE)),
     setting("seed", int, 7777, f"seed for weights, splits, subsets and batches (0..{SEED_MAX})", "training",
-            check=in_range(0, SEED_MAX, closed_high=True)),
+            check=in_range(0, SEED_MAX, closed_high=True), roles=(MEMBER_ROLE,)),
     setting("deterministic", bool, False, "torch deterministic algorithms (bit-reproducible resume)", "training"),
     setting("histogram_every", int, 1, "log weight histograms every N epochs (0 = never; sweep trials: 0 unless "
-            "given)", "output", metavar="N", check=at_least(0), roles=(RESUMABLE_ROLE, HARMLESS_ROLE)),
-    setting("logdir", str, "lightning_logs", "TensorBoard root folder", "output", metavar="DIR", roles=(HARMLESS_ROLE,)),
+            "given)", "output", metavar="N", check=at_least(0),
+            roles=(RESUMABLE_ROLE, HARMLESS_ROLE, MEMBER_ROLE)),
+    setting("logdir", str, "lightning_logs", "TensorBoard root folder", "output", metavar="DIR",
+            roles=(HARMLESS_ROLE, MEMBER_ROLE)),
     setting("name", str, None, "run name under --logdir (default: from the data and what differs)", "output",
-            optional=True),
-    setting("progress", bool, True, "show progress bars", "output", roles=(DISPLAY_ROLE, RESUMABLE_ROLE, HARMLESS_ROLE)),
+            optional=True, roles=(MEMBER_ROLE,)),
+    setting("progress", bool, True, "show progress bars", "output",
+            roles=(DISPLAY_ROLE, RESUMABLE_ROLE, HARMLESS_ROLE, MEMBER_ROLE)),
     setting("plugins", list, [], "modules to import first: their regularizers (@register_regularizer) become "
-            "--reg presets and flags", "output", item=str, metavar="MODULE"),
+            "--reg presets and flags", "output", item=str, metavar="MODULE", roles=(MEMBER_ROLE,)),
     setting("accelerator", str, "auto", "Lightning accelerator", "hardware",
             choices=("auto", "cpu", "gpu", "cuda", "mps"), roles=(RESUMABLE_ROLE, HARMLESS_ROLE)),
     setting("devices", str, "1", "Lightning devices: a count, a list such as 0,1, or auto", "hardware",
@@ -90,9 +99,10 @@ declare(
     setting("population", int, 0, "train the runs of a study that share an architecture (compare, fit --kfold) as one "
             "vectorized model: 0 = all together, K = at most K at once, 1 = one at a time (--no-population); sweep: "
             "trials asked and trained at once (0 counts as 1)", "hardware", metavar="K", check=at_least(0), negation=1,
-            roles=(DISPLAY_ROLE, RESUMABLE_ROLE, HARMLESS_ROLE)),
+            roles=(DISPLAY_ROLE, RESUMABLE_ROLE, HARMLESS_ROLE, MEMBER_ROLE)),
     setting("num_workers", int, 0, "DataLoader worker processes (batches are gathered in bulk, 0 is fastest)",
-            "hardware", metavar="N", check=at_least(0), roles=(DISPLAY_ROLE, RESUMABLE_ROLE, HARMLESS_ROLE)),
+            "hardware", metavar="N", check=at_least(0),
+            roles=(DISPLAY_ROLE, RESUMABLE_ROLE, HARMLESS_ROLE, MEMBER_ROLE)),
 )
 
 

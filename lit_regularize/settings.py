@@ -15,7 +15,9 @@ DISPLAY = "display"  # never changes a result (what is shown, how batches are lo
 #                      the same run (compare reuses it), and a resumed study may change it
 RESUMABLE = "resumable"  # `fit --resume` may change it: it changes neither the model, the data nor the split
 HARMLESS = "harmless"  # a resumed study may change it: it changes neither the data, the model nor the training
-ROLES = (DISPLAY, RESUMABLE, HARMLESS)
+MEMBER = "member"  # may differ between the members of one population (seed, lr, split, epochs, names, ...): runs
+#                    that differ only in such settings and their regularizers' strengths train together
+ROLES = (DISPLAY, RESUMABLE, HARMLESS, MEMBER)
 
 GROUPS = ("data", "model", "regularization", "training", "output", "hardware")
 
@@ -124,4 +126,4 @@ def with_role(role: str) -> tuple[str, ...]:
 
 
 __all__ = ["Setting", "setting", "declare", "undeclare", "on_first_use", "schema", "with_role", "at_least",
-           "in_range", "DISPLAY", "RESUMABLE", "HARMLESS", "ROLES", "GROUPS"]
+           "in_range", "DISPLAY", "RESUMABLE", "HARMLESS", "MEMBER", "ROLES", "GROUPS"]

@@ -156,6 +156,12 @@ def test_which_runs_train_together(quick):
     assert groups(cfgs) == [[0, 1, 5], [2], [3], [4], [6]]
     assert groups(cfgs, size=2) == [[0, 1], [2], [3], [4], [5], [6]]
     assert groups(cfgs, size=1) == [[i] for i in range(len(cfgs))]
+    # what may differ inside a population is declared with each setting (the MEMBER role); any other setting splits
+    from lit_regularize.settings import MEMBER, with_role
+    assert {"seed", "lr", "val_size", "max_epochs", "patience"} <= set(with_role(MEMBER))
+    assert "batch_size" not in with_role(MEMBER) and "hidden" not in with_role(MEMBER)
+    assert groups([base, base.replace(val_size=50, max_epochs=5, patience=1), base.replace(batch_size=16)]) == \
+        [[0, 1], [2]]
     with pytest.raises(ValueError, match="share"):
         train_population([base, base.replace(optimizer="adam")])
 

@@ -136,6 +136,16 @@ class MultiHotDataset(Dataset):
         x, y = self.__getitems__([i])
         return (x[0] if self.dense else x), y[0]
 
+    def viewed_arrays(self) -> Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """The CSR (crow, cols) and labels this dataset reads its sparse batches from (None for dense batches):
+        datasets reading the same arrays (a population's splits, copy=False) can gather their batches at once."""
+        return None if self.dense else (self.crow, self.cols, self.labels)
+
+    def array_rows(self, positions: Sequence[int]) -> torch.Tensor:
+        """The rows of viewed_arrays() that these positions read."""
+        p = torch.as_tensor(positions, dtype=torch.long)
+        return self.rows[p] if self.rows is not None else p
+
 
 def unlabeled(crow: np.ndarray, cols: np.ndarray, n_features: int, dense: bool) -> MultiHotDataset:
     """The training Dataset over CSR rows to predict (dummy labels): new inputs go through the training code."""

@@ -5,17 +5,15 @@
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from lit_regularize.config import Config, fields
 from lit_regularize.regularizers import registered
+from lit_regularize.settings import MEMBER
 
-# Settings that may differ between members of one population: the split and seed, the optimizer's learning rate,
-# early stopping and epochs, names and places (and the regularizers' strengths, see `joinable`).
-MEMBER_SETTINGS = frozenset({"seed", "lr", "max_epochs", "patience", "early_stopping", "name", "logdir", "fold",
-                             "kfold", "kfold_repeats", "kfold_workers", "val_size", "train_size", "merge_val",
-                             "val_on_test", "shuffle", "progress", "histogram_every", "num_workers", "population",
-                             "reg", "plugins"})
+if TYPE_CHECKING:
+    from lit_regularize.rundir import RunDir
+    from lit_regularize.summary import RunSummary
 
 
 def joinable(cfg: Config) -> bool:
@@ -29,9 +27,11 @@ def joinable(cfg: Config) -> bool:
 
 def shape_key(cfg: Config) -> tuple:
     """What members of one population share: every setting but the per-member ones and the regularizers' own."""
-    owned = {s.name for s in fields().values() if s.owner != "core" and s.owner != "capacity"}
-    values = cfg.to_dict()
-    return tuple(sorted((k, repr(v)) for k, v in values.items() if k not in MEMBER_SETTINGS and k not in owned))
+    # per-member settings carry the MEMBER role (lit_regularize.settings); a regularizer's own settings may differ
+    # too (capacity's hidden and layers are the architecture)
+    shared = {s.name for s in fields().values()
+              if not s.has(MEMBER) and (s.owner == "core" or s.owner == "capacity")}
+    return tuple(sorted((k, repr(v)) for k, v in cfg.to_dict().items() if k in shared))
 
 
 def groups(cfgs: Sequence[Config], size: int = 0) -> list[list[int]]:
@@ -52,11 +52,13 @@ def groups(cfgs: Sequence[Config], size: int = 0) -> list[list[int]]:
     return sorted(out)
 
 
-def train_population(*args, **kwargs):  # type: ignore[no-untyped-def]
-    """See lit_regularize.population.train.train_population (imported on use: it loads torch)."""
+def train_population(cfgs: Sequence[Config], resumes: Optional[Sequence[Optional[RunDir]]] = None,
+                     **options: Any) -> list[RunSummary]:
+    """run() for every config at once: lit_regularize.population.train.train_population, whose options it passes
+    on (imported on use: it loads torch)."""
     from lit_regularize.population.train import train_population as train
 
-    return train(*args, **kwargs)
+    return train(cfgs, resumes, **options)
 
 
-__all__ = ["groups", "joinable", "shape_key", "train_population", "MEMBER_SETTINGS"]
+__all__ = ["groups", "joinable", "shape_key", "train_population"]

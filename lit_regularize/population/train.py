@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from lit_regularize.callbacks import epoch_line, printing_epochs
 from lit_regularize.config import Config
-from lit_regularize.data.multihot import MultiHot, MultiHotDataset, gather_rows
+from lit_regularize.data.multihot import MultiHot, gather_rows
 from lit_regularize.errors import RunInterrupted, UserError
 from lit_regularize.model import layer_summary
 from lit_regularize.population.member import POPULATION_KEY, Member, drawing_from
@@ -177,11 +177,12 @@ class Population:
             out[m] = row
         return out
 
-    def _gather_groups(self, source: Any, sets: Sequence[Any], positions: Sequence[Sequence[int]]
-                       ) -> tuple[GroupedRows, list[torch.Tensor], list[int]]:
+    def _gather_groups(self, source: tuple[torch.Tensor, torch.Tensor, torch.Tensor], sets: Sequence[Any],
+                       positions: Sequence[Sequence[int]]) -> tuple[GroupedRows, list[torch.Tensor], list[int]]:
         """Every member's batch gathered from the arrays their datasets view; consecutive members whose batches
         are the same rows (same seed and split) form one group, gathered once (GroupedRows)."""
-        rows = [_rows_of(ds, p) for ds, p in zip(sets, positions)]
+        crow_all, cols_all, labels = source
+        rows = [ds.array_rows(p) for ds, p in zip(sets, positions)]
         counts = [len(r) for r in rows]
         width = max(counts)
         spans, crows, cols, ys = [], [], [], []
@@ -190,11 +191,11 @@ class Population:
                 spans[-1] = (spans[-1][0], k + 1)
                 ys.append(ys[-1])
                 continue
-            crow, c = gather_rows(source.crow, source.cols, r)
+            crow, c = gather_rows(crow_all, cols_all, r)
             spans.append((k, k + 1))
             crows.append(padded_crow(crow, width))
             cols.append(c)
-            ys.append(source.labels[r].to(self.device))
+            ys.append(labels[r].to(self.device))
         return GroupedRows(spans, crows, cols), ys, counts
 
     def _batch(self, parts: Sequence[Optional[tuple[Any, torch.Tensor]]]) -> tuple[list, list, list[int]]:
@@ -288,19 +289,14 @@ def sharing_order(members: Sequence[Member]) -> list[Member]:
     return sorted(members, key=lambda m: m.cfg.seed)
 
 
-def _shared_rows(sets: Sequence[Any]) -> Optional[Any]:
-    """The multi-hot dataset whose arrays every one of these datasets views (copy_rows=False), else None."""
-    first = sets[0]
-    if not all(isinstance(ds, MultiHotDataset) and not ds.dense and ds.crow is first.crow and ds.cols is first.cols
-               for ds in sets):
+def _shared_rows(sets: Sequence[Any]) -> Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The sparse arrays (crow, cols, labels) every one of these datasets reads (their viewed_arrays()), else None:
+    then each member's batch is built by its own dataset."""
+    arrays = [ds.viewed_arrays() if hasattr(ds, "viewed_arrays") else None for ds in sets]
+    first = arrays[0]
+    if first is None or any(a is None or a[0] is not first[0] or a[1] is not first[1] for a in arrays):
         return None
     return first
-
-
-def _rows_of(ds: MultiHotDataset, positions: Sequence[int]) -> torch.Tensor:
-    """The arrays' rows of a dataset's positions."""
-    p = torch.as_tensor(positions, dtype=torch.long)
-    return ds.rows[p] if ds.rows is not None else p
 
 
 def _mask(counts: Sequence[int], width: int, device: torch.device) -> torch.Tensor:
