@@ -123,13 +123,8 @@ class Population:
         sets = [m.dm.train_set for m in active]
         source = _shared_rows(sets)
         for s in range(n_steps):
-            if source is not None:
-                xs, ys, counts = self._gather_groups(source, sets, [b[s] if s < len(b) else [] for b in batches])
-                present = torch.tensor([c > 0 for c in counts], device=self.device)
-            else:
-                parts = [m.train_batch(b[s]) if s < len(b) else None for m, b in zip(active, batches)]
-                present = torch.tensor([p is not None for p in parts], device=self.device)
-                xs, ys, counts = self._batch(parts)
+            xs, ys, counts = self._step_batches(active, sets, source, [b[s] if s < len(b) else [] for b in batches])
+            present = torch.tensor([c > 0 for c in counts], device=self.device)
             width = max(counts)
             logits = self.stack(xs, width, self._blocks(active, counts))
             labels = _labels(ys, width, self.device)
@@ -137,30 +132,16 @@ class Population:
             mask = _mask(counts, width, self.device)
             n = torch.tensor(counts, dtype=logits.dtype, device=self.device).clamp_min(1)
             data_loss = (rows * mask).sum(1) / n
-            objective = data_loss
-            if replacing:
-                objectives = list(data_loss.unbind())
-                for k, m in enumerate(active):
-                    for r in m.regularizers if counts[k] else ():  # e.g. smoothed targets (train/loss stays the
-                        out = r.train_loss(views[k], logits[k, :counts[k]], ys[k][:counts[k]])  # data loss)
-                        objectives[k] = objectives[k] if out is None else out
-                objective = torch.stack(objectives)
+            objective = self._objectives(active, views, logits, ys, counts, data_loss) if replacing else data_loss
             penalties = data_loss.new_zeros(K)
             for cls, regs in penalty_regs.items():
                 penalties = penalties + cls.population_penalty(regs, views, list(self.stack.weights))
             total = (objective + penalties)[present].sum()
             self.optimizer.zero_grad()
             total.backward()
-            for k, m in enumerate(active):
-                if counts[k]:
-                    for r in m.regularizers:
-                        r.before_step(views[k], None)
+            self._hook(active, views, counts, "before_step")
             self.optimizer.step(present)
-            for k, m in enumerate(active):
-                if counts[k]:
-                    m.global_step += 1
-                    for r in m.regularizers:
-                        r.after_step(views[k])
+            self._hook(active, views, counts, "after_step")
             with torch.no_grad():
                 c = torch.tensor(counts, dtype=torch.float64, device=self.device)
                 correct = ((_preds(logits) == labels) & mask).sum(1)
@@ -176,6 +157,40 @@ class Population:
                 row["objective"] = sums[3][k]
             out[m] = row
         return out
+
+    def _step_batches(self, active: Sequence[Member], sets: Sequence[Any], source: Optional[tuple],
+                      positions: Sequence[Sequence[int]]) -> tuple[Any, list[torch.Tensor], list[int]]:
+        """Each member's batch of these positions (none: an empty batch), gathered at once from shared arrays
+        where the members' datasets read the same ones."""
+        if source is not None:
+            return self._gather_groups(source, sets, positions)
+        return self._batch([m.train_batch(p) if len(p) else None for m, p in zip(active, positions)])
+
+    def _objectives(self, active: Sequence[Member], views: Sequence[MemberView], logits: torch.Tensor,
+                    ys: Sequence[torch.Tensor], counts: Sequence[int], data_loss: torch.Tensor) -> torch.Tensor:
+        """Each member's training objective: its data loss, or what a regularizer's train_loss puts in its place
+        (e.g. smoothed targets; train/loss stays the data loss)."""
+        objectives = list(data_loss.unbind())
+        for k, m in enumerate(active):
+            for r in m.regularizers if counts[k] else ():
+                out = r.train_loss(views[k], logits[k, :counts[k]], ys[k][:counts[k]])
+                objectives[k] = objectives[k] if out is None else out
+        return torch.stack(objectives)
+
+    @staticmethod
+    def _hook(active: Sequence[Member], views: Sequence[MemberView], counts: Sequence[int], name: str) -> None:
+        """Every regularizer's before_step (weight decay) or after_step (max-norm) hook, for members that stepped
+        (after_step also counts the member's global step)."""
+        for k, m in enumerate(active):
+            if not counts[k]:
+                continue
+            if name == "after_step":
+                m.global_step += 1
+            for r in m.regularizers:
+                if name == "before_step":
+                    r.before_step(views[k], None)
+                else:
+                    r.after_step(views[k])
 
     def _gather_groups(self, source: tuple[torch.Tensor, torch.Tensor, torch.Tensor], sets: Sequence[Any],
                        positions: Sequence[Sequence[int]]) -> tuple[GroupedRows, list[torch.Tensor], list[int]]:
