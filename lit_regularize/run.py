@@ -178,6 +178,8 @@ def run(cfg: Config, extra_callbacks: Sequence[pl.Callback] = (), resume: Option
     completed, interrupted (RunInterrupted is raised) or failed (the error is re-raised; a write failure as one line).
     """
     t_start = time.perf_counter()
+    if resume is not None and cfg.fold is not None:
+        evaluate_test = False  # a k-fold fold never looks at the test set, resumed or not (only the refit does)
     if resume is not None:
         from lit_regularize.population.train import is_member_checkpoint, train_population
 

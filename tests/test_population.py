@@ -148,6 +148,30 @@ def test_interrupted_population_says_so_in_every_member(quick, monkeypatch, how)
     assert signal.getsignal(signal.SIGTERM) is not None and calls["n"] == 3
 
 
+def test_an_interrupt_while_the_members_open_their_folders_is_written_in_every_member(quick, monkeypatch):
+    # Ctrl-C after the first member's files, before the others': no member folder is left saying "running" or
+    # holding only a config (a helper's Ctrl-C 5 s into a compare left 7 "running" summaries and a bare folder)
+    from lit_regularize.trainer import RunLogger
+
+    cfgs = configs(quick, VARIANTS[:3])
+    calls = {"n": 0}
+    original = RunLogger.save
+
+    def cut(self):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(self)
+    monkeypatch.setattr(RunLogger, "save", cut)
+    with pytest.raises(RunInterrupted):
+        train_population(cfgs)
+    from pathlib import Path
+
+    for c in cfgs:
+        s = RunSummary.read(Path(c.logdir) / c.run_name / "version_0")
+        assert s.status == "interrupted" and s.stop_reason == "KeyboardInterrupt" and s.epochs_run == 0
+
+
 def test_which_runs_train_together(quick):
     base = make_config(quick)
     cfgs = [base, base.replace(seed=9, l2=1e-3), base.replace(hidden=4), make_config({**quick, "reg": "batchnorm"}),

@@ -399,3 +399,15 @@ def test_resume_with_the_best_checkpoint_deleted_never_reports_the_last_weights_
     warnings = [line for line in err.splitlines() if line.startswith("warning: ")]
     assert len(warnings) == 1 and "best-epoch004.ckpt" in warnings[0]
     assert "test (best weights)" not in out and "test (last weights)" in out
+
+
+def test_a_resumed_kfold_fold_still_never_looks_at_the_test_set(quick):
+    # a new-user trial resumed an interrupted fold: it printed test scores and kept them in the fold's summary
+    from conftest import no_val_size
+
+    cfg = make_config({**no_val_size(quick), "kfold": 3, "max_epochs": 2}).replace(
+        fold=1, name="kf/fold_1", early_stopping=False)
+    first = run(cfg, evaluate_test=False)
+    assert first.test is None
+    again = run(cfg.replace(max_epochs=3), resume=RunDir.open(first.run_dir))
+    assert again.epochs_run == 3 and again.test is None

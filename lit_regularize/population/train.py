@@ -378,6 +378,9 @@ def _open_outputs(m: Member, size: int, index: int) -> None:
         purge = m.epochs + 1
     else:
         purge = None
+    previous = rundir.read_summary() if resuming else None
+    m.summary = _new_summary(m, size, index)  # first: an interrupt from here on is written into it (_fail)
+    m.summary.wall_time = previous.wall_time if previous is not None else 0.0
     m.logger = RunLogger(save_dir=str(rundir.path.parent), name="", version=rundir.path.name,
                          default_hp_metric=False, purge_step=purge)
     m.logger.hparams.update(m.cfg.to_dict())
@@ -387,16 +390,27 @@ def _open_outputs(m: Member, size: int, index: int) -> None:
         rundir.write_artifacts(m.dm.artifacts())
         m.logger.experiment.add_custom_scalars(CURVES_LAYOUT)
     m.logger.save()
-    previous = rundir.read_summary() if resuming else None
-    m.summary = RunSummary(config=m.cfg.to_dict(), seed=m.cfg.seed, n_params=m.n_params, run_dir=rundir.path,
-                           population={"size": size, "index": index})
-    m.summary.wall_time = previous.wall_time if previous is not None else 0.0
     m.summary.write()
+
+
+def _new_summary(m: Member, size: int, index: int) -> RunSummary:
+    return RunSummary(config=m.cfg.to_dict(), seed=m.cfg.seed, n_params=m.n_params, run_dir=m.rundir.path,
+                      population={"size": size, "index": index})
 
 
 def _train(members: list[Member], device: torch.device, t_start: float, evaluate_test: bool, save_last: bool,
            hparam_keys: Sequence[str], shown_models: Optional[set[str]], on_epoch: Optional[EpochHook] = None
            ) -> list[RunSummary]:
+    try:
+        return _train_members(members, device, t_start, evaluate_test, save_last, hparam_keys, shown_models,
+                              on_epoch)
+    except BaseException as e:  # from the first file on: every member's summary says what ended it
+        raise _fail(members, e, save_last) from None
+
+
+def _train_members(members: list[Member], device: torch.device, t_start: float, evaluate_test: bool,
+                   save_last: bool, hparam_keys: Sequence[str], shown_models: Optional[set[str]],
+                   on_epoch: Optional[EpochHook]) -> list[RunSummary]:
     size = len(members)
     for i, m in enumerate(members):
         _open_outputs(m, size, i)
@@ -419,46 +433,43 @@ def _train(members: list[Member], device: torch.device, t_start: float, evaluate
     start = time.perf_counter()
     for m in members:
         m.summary.wall_time += (start - t_start) / size
-    try:
-        while pop is not None and pop.active:
-            t0 = time.perf_counter()
-            train_rows = pop.train_epoch()
-            active = list(pop.active)
-            val = pop.evaluate(active, pop.stack, "val") if any(m.validating for m in active) else [None] * len(active)
-            seconds = time.perf_counter() - t0
-            share = seconds / len(pop.active)
-            stopped = []
-            for k, m in enumerate(active):
-                row = dict(train_rows[m])
-                if m.validating:
-                    m.validation_draw()
-                    if val[k] is not None:
-                        row["val_loss"], row["val_acc"] = val[k]["loss"], val[k]["acc"]
-                best = m.end_epoch(row, share)
-                if on_epoch is not None and on_epoch(members.index(m), m.epochs, row.get("val_loss"),
-                                                     m.stop is not None) and m.stop is None:
-                    m.stop = "pruned"
-                _log_epoch(m, row, pop, k)
-                state = pop.stack.member_state(k)
-                if best:
-                    m.best_state = state
-                    _save_best(m, state)
-                if save_last:
-                    m.save(m.rundir.last_checkpoint,
-                           m.checkpoint(state, m.resume_state(pop.optimizer.member_state(k))))
-                _fill(m)
-                m.summary.write()  # wall_time: up to the previous epoch (this one's share is added below)
-                if m.stop is not None:
-                    stopped.append(m)
-            if printing_epochs():
-                print(_epoch_report(active, stopped, seconds), flush=True)
-            if stopped:
-                pop.leave(stopped)
-            for m in active:  # the epoch's outputs (checkpoints, TensorBoard, summaries) count too
-                m.summary.wall_time += (time.perf_counter() - t0) / len(active)
-        _finish(members, pop, evaluate_test, save_last, hparam_keys)
-    except BaseException as e:
-        raise _fail(members, e, save_last) from None
+    while pop is not None and pop.active:
+        t0 = time.perf_counter()
+        train_rows = pop.train_epoch()
+        active = list(pop.active)
+        val = pop.evaluate(active, pop.stack, "val") if any(m.validating for m in active) else [None] * len(active)
+        seconds = time.perf_counter() - t0
+        share = seconds / len(pop.active)
+        stopped = []
+        for k, m in enumerate(active):
+            row = dict(train_rows[m])
+            if m.validating:
+                m.validation_draw()
+                if val[k] is not None:
+                    row["val_loss"], row["val_acc"] = val[k]["loss"], val[k]["acc"]
+            best = m.end_epoch(row, share)
+            if on_epoch is not None and on_epoch(members.index(m), m.epochs, row.get("val_loss"),
+                                                 m.stop is not None) and m.stop is None:
+                m.stop = "pruned"
+            _log_epoch(m, row, pop, k)
+            state = pop.stack.member_state(k)
+            if best:
+                m.best_state = state
+                _save_best(m, state)
+            if save_last:
+                m.save(m.rundir.last_checkpoint,
+                       m.checkpoint(state, m.resume_state(pop.optimizer.member_state(k))))
+            _fill(m)
+            m.summary.write()  # wall_time: up to the previous epoch (this one's share is added below)
+            if m.stop is not None:
+                stopped.append(m)
+        if printing_epochs():
+            print(_epoch_report(active, stopped, seconds), flush=True)
+        if stopped:
+            pop.leave(stopped)
+        for m in active:  # the epoch's outputs (checkpoints, TensorBoard, summaries) count too
+            m.summary.wall_time += (time.perf_counter() - t0) / len(active)
+    _finish(members, pop, evaluate_test, save_last, hparam_keys)
     return [m.summary for m in members]
 
 
@@ -560,7 +571,9 @@ def _fail(members: Sequence[Member], e: BaseException, save_last: bool) -> BaseE
     """Every unfinished member's summary.json says what ended it (interrupted or failed), as run() does; the
     exception to raise (a write failure as one line, Ctrl-C as RunInterrupted)."""
     first_failure = None
-    for m in members:
+    for i, m in enumerate(members):
+        if m.summary is None and m.rundir is not None:  # stopped before its outputs were opened
+            m.summary = _new_summary(m, len(members), i)
         s = m.summary
         if s is None or s.status == "completed":
             continue

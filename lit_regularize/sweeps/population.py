@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -40,7 +41,12 @@ def run_trials(study: optuna.Study, sweep: Sweep, k: int, callbacks: Sequence[Ca
         for _ in range(k):
             if STOP.is_set():
                 raise KeyboardInterrupt
-            trial = study.ask()
+            with warnings.catch_warnings():
+                # Optuna's heartbeat thread lives in Study.optimize only: asked trials carry no heartbeat (a killed
+                # population worker's trials are not retried as stale ones); said in docs/populations.md, not on
+                # every trial
+                warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+                trial = study.ask()
             trials.append(trial)
             trial.set_user_attr("worker", worker_id())
             cfg = trial_config(sweep, suggest(trial, space), trial.number)
