@@ -21,8 +21,8 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import yaml
 
-from lit_regularize.config import (FIELDS, display_only, Config, check_keys, configs_dir, load_yaml, make_config,
-                                   preset_defaults)
+from lit_regularize.config import (FIELDS, display_only, Config, available_studies, check_keys, configs_dir,
+                                   load_yaml, make_config, preset_defaults)
 from lit_regularize.errors import ConfigError, UserError
 from lit_regularize.files import write_json
 from lit_regularize.stats import (BASELINE, HELPS, HURTS, METRICS, NO_DIFF, Metric, describe, finite_values,
@@ -32,6 +32,7 @@ from lit_regularize.tables import MISSING, csv_text, fmt, interval, markdown, me
 from lit_regularize.writable import check_writable
 # Settings that decide which examples train and validate: they must not differ inside a study.
 SPLIT_KEYS = ("data", "seed", "train_size", "val_size", "val_on_test", "n_per_class", "kfold", "fold")
+STUDY_KEYS = ("population",)  # how the whole study trains: not a run's own setting
 FIGURES = {"curves": "curves.png", "weights": "weights.png", "sparsity": "sparsity.png"}
 
 Groups = dict[str, list[RunSummary]]  # label -> summaries (one per seed)
@@ -45,11 +46,6 @@ class Study:
     title: str
     path: Path
     members: dict[str, dict[str, Any]]  # label -> Config overrides (config file + shared + inline)
-
-
-def available_studies() -> list[str]:
-    """Names of the studies shipped in configs/studies."""
-    return sorted(p.stem for p in (configs_dir() / "studies").glob("*.yaml"))
 
 
 def _study_path(name_or_path: str) -> Path:
@@ -103,6 +99,11 @@ def _settings(mapping: Any, source: str) -> dict[str, Any]:
 
 
 def _check_same_split(members: Mapping[str, Mapping[str, Any]], source: str) -> None:
+    for label, member in members.items():
+        for key in STUDY_KEYS:
+            if key in member:  # a run's own value would be ignored: the study trains its runs one way
+                raise ConfigError(f"{source}: run {label!r} sets {key!r}, a setting of the whole study "
+                                  f"(--{key.replace('_', '-')} on the command line, {key}= in compare())")
     for key in SPLIT_KEYS:
         values = {json.dumps(m.get(key)) for m in members.values()}
         if len(values) > 1:
@@ -543,7 +544,7 @@ def datasets(groups: Groups) -> list[str]:
     return sorted({str((s.config or {}).get("data")) for runs in groups.values() for s in runs})
 
 
-__all__ = ["compare_study", "study_from_members", "checked_out", "Study", "available_studies", "load_study",
+__all__ = ["compare_study", "study_from_members", "checked_out", "Study", "load_study",
            "study_configs", "varying_keys", "run_study", "read_runs", "run_row", "markdown_table", "csv_table",
            "choose_baseline", "result_row", "results", "results_markdown", "RESULT_FIELDS", "report", "compare",
            "datasets"]

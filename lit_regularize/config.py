@@ -356,6 +356,11 @@ def configs_dir() -> Path:
     return Path(str(resources.files("lit_regularize.configs")))
 
 
+def available_studies() -> list[str]:
+    """Names of the studies shipped in configs/studies (compare's study argument)."""
+    return sorted(p.stem for p in (configs_dir() / "studies").glob("*.yaml"))
+
+
 def resolve_config_path(path: str | os.PathLike, subdir: str = "") -> Path:
     """A YAML path as given, else a shipped config of that name (`imdb_l2` -> configs/imdb_l2.yaml)."""
     p = Path(path).expanduser()
@@ -513,4 +518,5 @@ def config_from_file(path: str | os.PathLike) -> Config:
 __all__ = ["Config", "FIELDS", "GROUPS", "fields",
            "role", "display_only", "resumable", "harmless", "data_kind", "make_config", "config_from_values",
            "import_plugins", "load_yaml", "check_keys", "coerce", "preset_defaults", "minimal_overrides", "to_yaml",
-           "config_from_file", "configs_dir", "resolve_config_path", "flag", "choices_of", "base_type", "validate"]
+           "config_from_file", "configs_dir", "available_studies", "resolve_config_path", "flag", "choices_of",
+           "base_type", "validate"]

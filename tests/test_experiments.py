@@ -14,7 +14,8 @@ from matplotlib.collections import PolyCollection
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import ROOT, flags, no_val_size
-from lit_regularize.comparison import available_studies, compare, load_study, read_runs, study_configs
+from lit_regularize.comparison import compare, load_study, read_runs, study_configs
+from lit_regularize.config import available_studies
 from lit_regularize.config import make_config
 from lit_regularize.errors import UserError
 from lit_regularize.kfold import KFOLD_FIGURE, run_kfold

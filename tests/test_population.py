@@ -344,3 +344,15 @@ def test_members_that_share_batches_are_gathered_once(quick, monkeypatch):
     assert train[0] == [(0, 4), (4, 5)]  # seed 5: l2, l1, dropout, none (sharing order); seed 6 alone
     assert max(b - a for spans in train[len(train) // 2:] for a, b in spans) == 2  # later: l2 and l1 still share
     assert max(b - a for spans in seen["eval"] for a, b in spans) >= 4  # the seed-5 members' val/test rows
+
+
+def test_a_run_of_a_study_cannot_set_the_population(quick, tmp_path):
+    # `population:` inside one run of a study was silently ignored (a new-user trial): it is the study's setting
+    import lit_regularize as lr
+    from lit_regularize.errors import ConfigError
+
+    settings = {k: v for k, v in quick.items() if k != "logdir"}
+    with pytest.raises(ConfigError, match="'b' sets 'population', a setting of the whole study"):
+        lr.compare({"a": {}, "b": {"reg": "l2", "population": 5}}, seeds=1, out=str(tmp_path / "cmp"),
+                   logdir=quick["logdir"], **settings)
+    assert not (tmp_path / "cmp").exists() and not (tmp_path / "logs").exists()

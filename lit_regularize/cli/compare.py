@@ -33,8 +33,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """lit-regularize compare."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = command_parser("lit-regularize compare", __doc__, argv, skip=SKIP)
-    parser.add_argument("study", nargs="?", help="a shipped study name (imdb_capacity, imdb_penalty, imdb_dropout, "
-                                                 "imdb_batchnorm, mnist100) or a study YAML file")
+    from lit_regularize.config import available_studies
+
+    parser.add_argument("study", nargs="?", help=f"a shipped study name ({', '.join(available_studies())}) "
+                                                 "or a study YAML file")
     parser.add_argument("--runs", nargs="+", metavar="DIR", default=(), help="compare finished runs instead")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for figures, tables and run logs")
     parser.add_argument("--seeds", type=int, default=1, metavar="K",
