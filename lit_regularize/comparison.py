@@ -86,7 +86,7 @@ def load_study(name_or_path: str) -> Study:
             check_keys(base, f"study {path}: run {label!r} config")
             base.pop("name", None)  # the study names its runs
         members[str(label)] = {**base, **shared, **_settings(spec, f"study {path}: run {label!r}")}
-    _check_same_split(members, f"study {path}")
+    _check_runs(members, f"study {path}")
     return Study(name=path.stem, title=str(raw.get("title") or path.stem), path=path, members=members)
 
 
@@ -98,7 +98,8 @@ def _settings(mapping: Any, source: str) -> dict[str, Any]:
     return out
 
 
-def _check_same_split(members: Mapping[str, Mapping[str, Any]], source: str) -> None:
+def _check_runs(members: Mapping[str, Mapping[str, Any]], source: str) -> None:
+    """A study's runs share the data split and leave the study's own settings (STUDY_KEYS) to the study."""
     for label, member in members.items():
         for key in STUDY_KEYS:
             if key in member:  # a run's own value would be ignored: the study trains its runs one way
@@ -534,7 +535,7 @@ def study_from_members(name: str, members: Mapping[str, Mapping[str, Any]], titl
     if not members:
         raise ConfigError("a comparison needs at least one run (label -> settings)")
     resolved = {str(label): _settings(dict(spec or {}), f"compare(): run {label!r}") for label, spec in members.items()}
-    _check_same_split(resolved, "compare()")
+    _check_runs(resolved, "compare()")
     return Study(name=name, title=title or f"{name}: {' / '.join(resolved)}", path=Path("compare()"),
                  members=resolved)
 

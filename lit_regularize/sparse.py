@@ -33,17 +33,23 @@ class _CSRMatmul(torch.autograd.Function):
         return None, None, grad_w
 
 
+def csr_transpose(crow: torch.Tensor, cols: torch.Tensor, n_features: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The CSR (crow, cols) of X^T for the 0/1 CSR rows of X: each feature's row lists the rows of X holding it, in
+    row order (so sums over it add in the order a scatter would)."""
+    rows = torch.repeat_interleave(torch.arange(len(crow) - 1, device=cols.device), crow[1:] - crow[:-1],
+                                   output_size=len(cols))
+    t_crow = torch.zeros(n_features + 1, dtype=crow.dtype, device=crow.device)
+    torch.cumsum(torch.bincount(cols, minlength=n_features), 0, out=t_crow[1:])
+    return t_crow, rows[torch.argsort(cols, stable=True)]
+
+
 def csr_t_matmul(crow: torch.Tensor, cols: torch.Tensor, grad_out: torch.Tensor, n_features: int,
                  values: torch.Tensor | None = None) -> torch.Tensor:
     """X^T @ grad_out for the 0/1 CSR rows (crow, cols) of X: (n_features, width), the weight gradient of X @ W."""
-    n = len(crow) - 1
     if values is None:
         values = torch.ones(len(cols), dtype=grad_out.dtype, device=grad_out.device)
-    rows = torch.repeat_interleave(torch.arange(n, device=cols.device), crow[1:] - crow[:-1])
-    order = torch.argsort(cols, stable=True)
-    t_crow = torch.zeros(n_features + 1, dtype=crow.dtype, device=crow.device)
-    torch.cumsum(torch.bincount(cols, minlength=n_features), 0, out=t_crow[1:])
-    x_t = torch.sparse_csr_tensor(t_crow, rows[order], values, (n_features, n), check_invariants=False)
+    t_crow, t_cols = csr_transpose(crow, cols, n_features)
+    x_t = torch.sparse_csr_tensor(t_crow, t_cols, values, (n_features, len(crow) - 1), check_invariants=False)
     return torch.mm(x_t, grad_out.contiguous())
 
 

@@ -112,10 +112,6 @@ class Member:
         with drawing_from(self.gen):
             iter(DataLoader(Positions(1), collate_fn=passthrough))
 
-    def train_batch(self, positions: list[int]) -> tuple[Any, torch.Tensor]:
-        """(x, y) of these training positions."""
-        return self.dm.train_set.__getitems__(positions)
-
     def eval_set(self, split: str) -> Optional[Dataset]:
         """The 'val' or 'test' dataset (None: no validation)."""
         return self.dm.val_set if split == "val" else self.dm.test_set
@@ -127,11 +123,6 @@ class Member:
         n = 0 if ds is None else len(ds)
         start = index * self.eval_batch
         return range(min(start, n), min(start + self.eval_batch, n))
-
-    def eval_batch_of(self, split: str, index: int) -> Optional[tuple[Any, torch.Tensor]]:
-        """Evaluation batch `index` of 'val' or 'test', None past the end."""
-        span = self.eval_span(split, index)
-        return self.eval_set(split).__getitems__(list(span)) if len(span) else None
 
     def eval_batches(self, split: str) -> int:
         """How many evaluation batches 'val' or 'test' has."""

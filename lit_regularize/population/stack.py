@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lit_regularize.data.multihot import MultiHot
+from lit_regularize.sparse import csr_transpose
 
 
 class GroupedRows(NamedTuple):
@@ -43,7 +44,7 @@ def group_multihot(xs: Sequence[MultiHot], width: int) -> GroupedRows:
 class _GroupedBag(torch.autograd.Function):
     """X @ W of a multi-hot first layer for GroupedRows, W (K, in, out) stored member-minor ((in, K, out) in
     memory, see StackedMLP): a group's members' rows of word w are one contiguous run of G x out floats, so a group
-    is one embedding_bag (forward) and one index_add_ (backward) over G x out-wide rows. Members that share their
+    is one embedding_bag over G x out-wide rows forward, and one over its transposed rows backward. Members that share their
     batches (a compare study at one seed) gather their rows once; each member alone (k-fold folds) costs what a
     member-major table did."""
 
@@ -69,13 +70,9 @@ class _GroupedBag(torch.autograd.Function):
         g = grad_out.permute(1, 0, 2)  # (width, K, out)
         parts = []
         for (a, b), crow, cols in zip(rows.spans, rows.crows, rows.cols):
-            of_entry = torch.repeat_interleave(torch.arange(len(crow) - 1, device=cols.device), crow[1:] - crow[:-1],
-                                               output_size=len(cols))
-            order = torch.argsort(cols, stable=True)
-            bags = cols.new_zeros(n_in + 1)
-            torch.cumsum(torch.bincount(cols, minlength=n_in), 0, out=bags[1:])
+            t_crow, t_cols = csr_transpose(crow, cols, n_in)
             group = g[:, a:b].reshape(-1, (b - a) * out)
-            parts.append(F.embedding_bag(of_entry[order], group, bags, mode="sum", include_last_offset=True)
+            parts.append(F.embedding_bag(t_cols, group, t_crow, mode="sum", include_last_offset=True)
                          .view(n_in, b - a, out))
         grad = parts[0] if len(parts) == 1 else torch.cat(parts, 1)  # (in, K, out): the table's layout
         return grad.permute(1, 0, 2), None

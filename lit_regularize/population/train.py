@@ -123,7 +123,7 @@ class Population:
         sets = [m.dm.train_set for m in active]
         source = _shared_rows(sets)
         for s in range(n_steps):
-            xs, ys, counts = self._step_batches(active, sets, source, [b[s] if s < len(b) else [] for b in batches])
+            xs, ys, counts = self._batches(sets, source, [b[s] if s < len(b) else [] for b in batches])
             present = torch.tensor([c > 0 for c in counts], device=self.device)
             width = max(counts)
             logits = self.stack(xs, width, self._blocks(active, counts))
@@ -139,9 +139,15 @@ class Population:
             total = (objective + penalties)[present].sum()
             self.optimizer.zero_grad()
             total.backward()
-            self._hook(active, views, counts, "before_step")
+            stepped = [k for k, c in enumerate(counts) if c]  # members with a batch this step
+            for k in stepped:
+                for r in active[k].regularizers:
+                    r.before_step(views[k], None)  # e.g. weight decay
             self.optimizer.step(present)
-            self._hook(active, views, counts, "after_step")
+            for k in stepped:
+                active[k].global_step += 1
+                for r in active[k].regularizers:
+                    r.after_step(views[k])  # e.g. a max-norm constraint
             with torch.no_grad():
                 c = torch.tensor(counts, dtype=torch.float64, device=self.device)
                 correct = ((_preds(logits) == labels) & mask).sum(1)
@@ -158,13 +164,13 @@ class Population:
             out[m] = row
         return out
 
-    def _step_batches(self, active: Sequence[Member], sets: Sequence[Any], source: Optional[tuple],
-                      positions: Sequence[Sequence[int]]) -> tuple[Any, list[torch.Tensor], list[int]]:
-        """Each member's batch of these positions (none: an empty batch), gathered at once from shared arrays
-        where the members' datasets read the same ones."""
+    def _batches(self, sets: Sequence[Any], source: Optional[tuple],
+                 positions: Sequence[Sequence[int]]) -> tuple[Any, list[torch.Tensor], list[int]]:
+        """Each member's batch of these positions of its dataset (none: an empty batch), gathered at once where
+        the datasets read the same arrays (source, from _shared_rows)."""
         if source is not None:
             return self._gather_groups(source, sets, positions)
-        return self._batch([m.train_batch(p) if len(p) else None for m, p in zip(active, positions)])
+        return self._batch([ds.__getitems__(list(p)) if len(p) else None for ds, p in zip(sets, positions)])
 
     def _objectives(self, active: Sequence[Member], views: Sequence[MemberView], logits: torch.Tensor,
                     ys: Sequence[torch.Tensor], counts: Sequence[int], data_loss: torch.Tensor) -> torch.Tensor:
@@ -176,21 +182,6 @@ class Population:
                 out = r.train_loss(views[k], logits[k, :counts[k]], ys[k][:counts[k]])
                 objectives[k] = objectives[k] if out is None else out
         return torch.stack(objectives)
-
-    @staticmethod
-    def _hook(active: Sequence[Member], views: Sequence[MemberView], counts: Sequence[int], name: str) -> None:
-        """Every regularizer's before_step (weight decay) or after_step (max-norm) hook, for members that stepped
-        (after_step also counts the member's global step)."""
-        for k, m in enumerate(active):
-            if not counts[k]:
-                continue
-            if name == "after_step":
-                m.global_step += 1
-            for r in m.regularizers:
-                if name == "before_step":
-                    r.before_step(views[k], None)
-                else:
-                    r.after_step(views[k])
 
     def _gather_groups(self, source: tuple[torch.Tensor, torch.Tensor, torch.Tensor], sets: Sequence[Any],
                        positions: Sequence[Sequence[int]]) -> tuple[GroupedRows, list[torch.Tensor], list[int]]:
@@ -266,11 +257,7 @@ class Population:
         sets = [m.eval_set(split) for m in members]
         source = _shared_rows(sets)
         for i in range(max(m.eval_batches(split) for m in members)):
-            spans = [m.eval_span(split, i) for m in members]
-            if source is not None:
-                xs, ys, counts = self._gather_groups(source, sets, spans)
-            else:
-                xs, ys, counts = self._batch([m.eval_batch_of(split, i) for m in members])
+            xs, ys, counts = self._batches(sets, source, [m.eval_span(split, i) for m in members])
             width = max(counts)
             logits = stack(xs, width)
             mask = _mask(counts, width, self.device)
