@@ -26,17 +26,29 @@ class WeightPenalty(Regularizer):
     population = True  # the penalty reads linears() only
 
     @staticmethod
-    def norm(w: Any, dims: Any = None) -> Any:
-        """The penalty of one weight matrix, before multiplying by the strength (dims: sum over these only, e.g.
-        a population's stacked (K, in, out) weights -> K penalties)."""
+    def term(w: Any) -> Any:
+        """The penalty's elementwise term (its norm is the sum of it), before multiplying by the strength."""
         raise NotImplementedError
+
+    @staticmethod
+    def term_grad(w: Any) -> Any:
+        """The derivative of `term` (what a population's penalty adds to the weights' gradients)."""
+        raise NotImplementedError
+
+    @classmethod
+    def norm(cls, w: Any) -> Any:
+        """The penalty of one weight matrix, before multiplying by the strength."""
+        return cls.term(w).sum()
 
     @classmethod
     def population_penalty(cls, members: Sequence[Optional["Regularizer"]], views: Sequence[Any],
                            stacked: Sequence[Any]) -> Any:
-        # every member at once: a per-member strength times the norm of each stacked (K, in, out) weight (summing
-        # member slices one by one would make autograd zero-fill the whole stack for each)
+        # every member at once: a per-member strength times the norm of each stacked (K, in, out) weight, summed in
+        # the weight's memory order and differentiated by hand (weighted_term_sums): autograd over abs().sum((1, 2))
+        # of the member-minor first layer cost 4.5 ms a step for 12 IMDB members, this 0.7 ms
         import torch
+
+        from lit_regularize.population.stack import weighted_term_sums
 
         n_hidden = len(stacked) - 1
         total = stacked[0].new_zeros(len(members))
@@ -45,7 +57,7 @@ class WeightPenalty(Regularizer):
                          for r in members]
             if any(strengths):
                 s = torch.tensor(strengths, dtype=w.dtype, device=w.device)
-                total = total + s * cls.norm(w, (1, 2))
+                total = total + weighted_term_sums(w, s, cls.term, cls.term_grad)
         return total
 
     @classmethod
@@ -79,3 +91,4 @@ def weight_penalty(linears: Sequence[Any], strength: float, layers: Optional[Seq
     for i in range(len(linears) - 1) if layers is None else layers:
         total = total + strength * norm(linears[i].weight)
     return total
+

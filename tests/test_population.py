@@ -315,6 +315,30 @@ def test_grouped_first_layer_equals_dense_products_and_gradients():
     assert stack.weights[0].grad.stride() == stack.weights[0].stride()  # updates keep the table's layout
 
 
+@pytest.mark.parametrize("reg", ["l1", "l2"])
+def test_population_penalties_equal_each_members_own_penalty_and_gradient(reg):
+    # the stacked penalty (summed in memory order, differentiated by hand) against autograd over each member's
+    # own strength * norm(W), for the member-minor first layer and a member-major one; a member without the
+    # penalty (strength 0) gets none of it
+    from lit_regularize.population.stack import member_minor, weighted_term_sums
+    from lit_regularize.regularizers import registered
+
+    cls = registered()[reg]
+    gen = torch.Generator().manual_seed(3)
+    strengths = torch.tensor([1e-3, 0.0, 5e-2])
+    for layout in (member_minor, torch.Tensor.contiguous):
+        w = layout(torch.randn(3, 40, 6, generator=gen)).requires_grad_()
+        up = torch.randn(3, generator=gen)
+        got = weighted_term_sums(w, strengths, cls.term, cls.term_grad)
+        (got * up).sum().backward()
+        ref = w.detach().clone().requires_grad_()
+        want = torch.stack([strengths[k] * cls.norm(ref[k]) for k in range(3)])
+        (want * up).sum().backward()
+        assert torch.allclose(got, want, rtol=1e-5)
+        assert torch.allclose(w.grad, ref.grad, rtol=1e-5, atol=1e-9)
+        assert float(w.grad[1].abs().max()) == 0.0 and float(w.grad[0].abs().max()) > 0
+
+
 def test_members_that_share_batches_are_gathered_once(quick, monkeypatch):
     # seed-5 members without per-step draws of their own see the same batches: one group (gathered and multiplied
     # once); the dropout member leaves the group once its masks have moved its stream (that grouped members equal

@@ -16,5 +16,9 @@ class L1(WeightPenalty):
     search = {"l1": {"type": "float", "low": 1.0e-6, "high": 1.0e-3, "log": True}}
 
     @staticmethod
-    def norm(w: Any, dims: Any = None) -> Any:
-        return w.abs().sum() if dims is None else w.abs().sum(dims)
+    def term(w: Any) -> Any:
+        return w.abs()
+
+    @staticmethod
+    def term_grad(w: Any) -> Any:
+        return w.sign()

@@ -16,5 +16,9 @@ class L2(WeightPenalty):
     search = {"l2": {"type": "float", "low": 1.0e-5, "high": 1.0e-2, "log": True}}
 
     @staticmethod
-    def norm(w: Any, dims: Any = None) -> Any:
-        return w.square().sum() if dims is None else w.square().sum(dims)
+    def term(w: Any) -> Any:
+        return w.square()
+
+    @staticmethod
+    def term_grad(w: Any) -> Any:
+        return 2 * w
