@@ -42,7 +42,7 @@ def csr_transpose(crow: torch.Tensor, cols: torch.Tensor, n_features: int) -> tu
     torch.cumsum(torch.bincount(cols, minlength=n_features), 0, out=t_crow[1:])
     # the narrowest integer type that holds the ids: a stable argsort of int16 keys is ~3x faster than of int64
     narrow = cols.to(torch.int16 if n_features <= 2 ** 15 else torch.int32 if n_features <= 2 ** 31 else cols.dtype)
-    return t_crow, rows[torch.argsort(narrow, stable=True)]
+    return t_crow, rows.index_select(0, torch.argsort(narrow, stable=True))
 
 
 def csr_t_matmul(crow: torch.Tensor, cols: torch.Tensor, grad_out: torch.Tensor, n_features: int,
