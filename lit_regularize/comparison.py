@@ -458,7 +458,7 @@ def report(groups: Groups, out: str | Path, title: str = "", baseline: Optional[
     """Write curves/weights/sparsity PNGs, table.csv/.md, results.csv and comparison.json into out; log figures
     to TB. The table is one row per run and seed; results.csv one row per setting and metric, against the
     baseline (choose_baseline)."""
-    from lit_regularize.plots import log_figures, save_figure, weight_stats
+    from lit_regularize.plots import log_figures, render, save_figure, weight_stats
 
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -469,13 +469,14 @@ def report(groups: Groups, out: str | Path, title: str = "", baseline: Optional[
             for label, summaries in groups.items() for s in summaries]
     res = results(rows, base)
     figures = _figures(groups, run_weights, title)
-    paths = {k: str(save_figure(fig, out / FIGURES[k])) for k, fig in figures.items()}
+    images = {k: render(fig) for k, fig in figures.items()}  # each figure drawn once, for the PNG and TensorBoard
+    paths = {k: str(save_figure(image, out / FIGURES[k])) for k, image in images.items()}
     md = markdown_table(rows) + "\n" + results_markdown(res, base)
     write_text(out / "table.csv", csv_table(rows))
     write_text(out / "results.csv", csv_text(res, RESULT_FIELDS))
     write_text(out / "table.md", (f"## {title}\n\n" if title else "") + md)
     # a compare into the same --out redraws its figures: one set of images, not one per call
-    log_figures(out / "logs" / "figures", {f"compare/{k}": fig for k, fig in figures.items()}, replace=True)
+    log_figures(out / "logs" / "figures", {f"compare/{k}": image for k, image in images.items()}, replace=True)
     result = {"title": title, "figures": paths, "table_csv": str(out / "table.csv"),
               "table_md": str(out / "table.md"), "results_csv": str(out / "results.csv"), "baseline": base,
               "rows": rows, "results": res, "markdown": md,

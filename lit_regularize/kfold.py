@@ -231,7 +231,7 @@ def check_fold_classes(cfg: Config) -> None:
 
 def run_kfold(cfg: Config, verbose: bool = True) -> RunSummary:
     """K-fold (optionally iterated) + refit at the mean curve's best epoch; writes summary.json and a figure."""
-    from lit_regularize.plots import fold_figure, log_figures, save_figure
+    from lit_regularize.plots import fold_figure, log_figures, render, save_figure
     from lit_regularize.rundir import RunDir
     from lit_regularize.run import run
 
@@ -258,8 +258,9 @@ def run_kfold(cfg: Config, verbose: bool = True) -> RunSummary:
     repeats = f" x {cfg.kfold_repeats}" if cfg.kfold_repeats > 1 else ""
     fig = fold_figure([s.history for s in result.folds], curves["val_loss"], best,
                       title=f"{cfg.run_name}: {cfg.kfold}-fold{repeats}, chosen epoch {best}")
-    save_figure(fig, parent.path / KFOLD_FIGURE)
-    log_figures(refit.run_dir, {"kfold/curves": fig})
+    image = render(fig)  # drawn once, for the PNG and TensorBoard
+    save_figure(image, parent.path / KFOLD_FIGURE)
+    log_figures(refit.run_dir, {"kfold/curves": image})
     summary = RunSummary(
         status="completed", kind="kfold", config=cfg.to_dict(), seed=cfg.seed, n_params=refit.n_params,
         stop_reason="chosen_epoch", epochs_run=best, best_epoch=best, best_val_loss=result.best_mean_val_loss,

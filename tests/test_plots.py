@@ -195,6 +195,27 @@ def test_figures_render_wide_enough_for_tensorboard_and_save_as_png(tmp_path):
     assert image.width == 1200
 
 
+def test_a_report_draws_each_figure_once_for_its_png_and_tensorboard(tmp_path):
+    # render() draws once; its image saved as PNG equals savefig's at the same dpi, and TensorBoard gets it
+    # resampled to TB_WIDTH_PX with the figure's aspect ratio
+    from PIL import Image
+
+    from lit_regularize.plots import TB_WIDTH_PX, render
+
+    fig = curves_figure({"none": [history(5, 3)]}, "t")
+    image = render(fig)
+    assert image.shape[2] == 4 and image.shape[1] == round(fig.get_figwidth() * 110)
+    direct = np.asarray(Image.open(save_figure(fig, tmp_path / "direct.png"))).astype(float)
+    rendered = np.asarray(Image.open(save_figure(image, tmp_path / "rendered.png"))).astype(float)
+    assert direct.shape == rendered.shape and np.abs(direct - rendered).mean() < 1.0
+    log_figures(tmp_path / "tb", {"compare/curves": image})
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    (logged,) = acc.Images("compare/curves")
+    assert logged.width == TB_WIDTH_PX
+    assert abs(logged.height - image.shape[0] * TB_WIDTH_PX / image.shape[1]) <= 1
+
+
 @pytest.mark.parametrize("name", ["curves", "weights", "sparsity", "fold"])
 def test_figures_with_nothing_to_draw_still_render(name):
     fig = {"curves": lambda: curves_figure({"empty": [{"epoch": [], "val_loss": []}]}),
