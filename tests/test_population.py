@@ -272,6 +272,16 @@ def test_sweep_cli_population_runs_the_budget(quick, tmp_path, capsys):
     assert [t.user_attrs["population"] for t in study.trials] == [2, 2, 1]  # 2 + the last one alone
 
 
+def test_fit_says_that_population_does_nothing_for_a_single_run(quick, capsys):
+    from lit_regularize.cli.fit import main as fit_main
+    from conftest import flags
+
+    assert fit_main([*flags({**quick, "max_epochs": 1}), "--population", "4"]) == 0
+    assert "--population has no effect on a single fit" in capsys.readouterr().err
+    assert fit_main([*flags({**quick, "max_epochs": 1, "seed": 2})]) == 0
+    assert "--population" not in capsys.readouterr().err
+
+
 def test_members_times_are_their_shares_of_the_population(quick):
     import time
 

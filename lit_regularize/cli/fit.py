@@ -39,6 +39,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     cfg = config_from_args(args)
     if args.print_config:
         print_config_and_exit(cfg)
+    if cfg.kfold < 2 and any(a.split("=")[0] in ("--population", "--no-population") for a in argv):
+        print("warning: --population has no effect on a single fit (it groups the runs of compare, sweep and "
+              "fit --kfold)", file=sys.stderr)
 
     from lit_regularize.callbacks import epoch_lines
     from lit_regularize.run import quiet_lightning, run
