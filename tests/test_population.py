@@ -295,15 +295,17 @@ def test_members_times_are_their_shares_of_the_population(quick):
     assert sum(b.history["epoch_time"]) < b.wall_time
 
 
-def test_grouped_first_layer_equals_dense_products_and_gradients():
-    # groups of 2, 1 and 2 members with their own (padded) rows, one row empty: outputs and the gradient of the
-    # member-minor table equal each member's dense X @ W + b (a wrong group offset, row or member mixes them up)
+@pytest.mark.parametrize("spans", [[(0, 2), (2, 3), (3, 5)], [(0, 2), (2, 4), (4, 6)], [(0, 1), (1, 2), (2, 3)],
+                                   [(0, 3)]], ids=["2-1-2", "2-2-2", "1-1-1", "3"])
+def test_grouped_first_layer_equals_dense_products_and_gradients(spans):
+    # groups of members with their own (padded) rows, one row empty: outputs and the gradient of the member-minor
+    # table equal each member's dense X @ W + b (a wrong group offset, row or member mixes them up): groups of
+    # mixed sizes, of equal sizes, all of one member (k-fold) and one group of all (a sweep population)
     from lit_regularize.population.stack import GroupedRows, MemberLinear, StackedMLP, padded_crow
 
     gen = torch.Generator().manual_seed(0)
-    K, n_in, out, width = 5, 30, 4, 6
-    spans = [(0, 2), (2, 3), (3, 5)]
-    dense = [(torch.rand(n, n_in, generator=gen) < 0.2).float() for n in (6, 4, 5)]
+    K, n_in, out, width = spans[-1][1], 30, 4, 6
+    dense = [(torch.rand(n, n_in, generator=gen) < 0.2).float() for n in (6, 4, 5)[:len(spans)]]
     dense[0][2] = 0
     crows = [padded_crow(torch.cat([torch.zeros(1, dtype=torch.long), d.sum(1).long().cumsum(0)]), width)
              for d in dense]
