@@ -159,18 +159,51 @@ def finished_run(cfg: Config) -> Optional[RunSummary]:
     return None
 
 
+def interrupted_run(cfg: Config) -> Optional[Any]:
+    """The newest interrupted earlier run with exactly this config that can resume (a RunDir whose last.ckpt holds
+    at least one epoch), if there is one: a study run again trains on from there instead of from epoch 1."""
+    from lit_regularize.rundir import RunDir
+
+    root = Path(cfg.logdir) / cfg.run_name
+    want = _identity(json.loads(json.dumps(cfg.to_dict())))
+    found = [p for p in root.glob("version_*/summary.json") if p.parent.name[len("version_"):].isdigit()]
+    for path in sorted(found, key=lambda p: -int(p.parent.name[len("version_"):])):
+        try:
+            s = RunSummary.read(path)
+            if s.status != "interrupted" or not isinstance(s.config, dict) or _identity(s.config) != want:
+                continue
+            rundir = RunDir.open(path.parent)
+        except (OSError, ValueError, TypeError, UserError):  # unreadable or without a checkpoint: not resumable
+            continue
+        if rundir.checkpointed_epochs() > 0:
+            return rundir
+    return None
+
+
 def _identity(config: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in display_only()}
 
 
 def run_study(configs: Mapping[str, Sequence[Config]], rerun: bool = False,
               log: Callable[[str], None] = print) -> Groups:
-    """run() every config (reusing completed runs with identical configs unless rerun); label -> summaries.
+    """run() every config (reusing completed runs with identical configs unless rerun, resuming interrupted ones
+    from their last epoch); label -> summaries.
 
     Runs that share an architecture train together as populations (lit_regularize.population), at most
     `population` at once (the configs' setting; 1 = one at a time)."""
+    from lit_regularize.errors import RunInterrupted
+
+    try:
+        return _run_study(configs, rerun, log)
+    except RunInterrupted as e:  # the whole study carries on (a run's own --resume finishes that run only)
+        raise RunInterrupted(e.log_dir, e.reason, hint="run the same command again to finish the study (finished "
+                             "runs are reused, interrupted ones resume from their last epoch)") from None
+
+
+def _run_study(configs: Mapping[str, Sequence[Config]], rerun: bool, log: Callable[[str], None]) -> Groups:
     from lit_regularize.callbacks import epoch_lines
     from lit_regularize.population import groups as populations, train_population
+    from lit_regularize.population.train import is_member_checkpoint
     from lit_regularize.run import run
 
     flat = [(label, cfg) for label, cfgs in configs.items() for cfg in cfgs]
@@ -185,9 +218,18 @@ def run_study(configs: Mapping[str, Sequence[Config]], rerun: bool = False,
             done[k] = s
         else:
             todo.append(k)
+    resumes = {}
+    for k in todo:
+        r = None if rerun else interrupted_run(flat[k][1])
+        if r is not None:
+            log(f"[{k + 1}/{total}] {flat[k][1].run_name}: resuming {r.path} after epoch {r.checkpointed_epochs()}")
+            resumes[k] = r
+    # a single run's (Lightning's) last.ckpt resumes as a single run; a population member's joins a population
+    alone = [k for k in todo if k in resumes and not is_member_checkpoint(resumes[k])]
+    together = [k for k in todo if k not in alone]
     size = flat[0][1].population if flat else 0
-    for group in populations([flat[k][1] for k in todo], size):
-        ks = [todo[i] for i in group]
+    for ks in [[k] for k in alone] + [[together[i] for i in g]
+                                      for g in populations([flat[k][1] for k in together], size)]:
         cfgs = [flat[k][1] for k in ks]
         if len(ks) == 1:
             log(f"[{ks[0] + 1}/{total}] {cfgs[0].run_name} (seed {cfgs[0].seed}): training up to "
@@ -197,9 +239,9 @@ def run_study(configs: Mapping[str, Sequence[Config]], rerun: bool = False,
                 f"{max(c.max_epochs for c in cfgs)} epochs ...")
         with epoch_lines(unless_silenced=True):  # fit's epoch lines (not sweeps, k-fold workers, bench)
             if len(ks) == 1:
-                summaries = [run(cfgs[0], shown_models=shown_models)]
+                summaries = [run(cfgs[0], resume=resumes.get(ks[0]), shown_models=shown_models)]
             else:
-                summaries = train_population(cfgs, shown_models=shown_models)
+                summaries = train_population(cfgs, [resumes.get(k) for k in ks], shown_models=shown_models)
         for k, cfg, s in zip(ks, cfgs, summaries):
             done[k] = s
             log(f"[{k + 1}/{total}] {cfg.run_name}: best epoch {s.best_epoch}, val/loss {fmt(s.best_val_loss)}, "

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 
 class UserError(Exception):
@@ -19,11 +20,13 @@ class DataError(UserError):
 class RunInterrupted(Exception):
     """Training was stopped by Ctrl-C or SIGTERM; summary.json was written with status 'interrupted'."""
 
-    def __init__(self, log_dir: Path | str, reason: str) -> None:
-        super().__init__(f"interrupted ({reason}); resume with --resume {log_dir}")
+    def __init__(self, log_dir: Path | str, reason: str, hint: Optional[str] = None) -> None:
+        """hint: how to carry on (default: resume the run with --resume log_dir)."""
+        super().__init__(f"interrupted ({reason}); {hint or f'resume with --resume {log_dir}'}")
         self.log_dir = Path(log_dir)
         self.reason = reason
+        self.hint = hint
 
     def __reduce__(self):  # type: ignore[no-untyped-def]
         # a custom __init__ does not survive pickling by default; k-fold and sweep workers send these across
-        return (RunInterrupted, (str(self.log_dir), self.reason))
+        return (RunInterrupted, (str(self.log_dir), self.reason, self.hint))

@@ -125,10 +125,19 @@ def test_compare_study_writes_figures_and_a_table_read_from_the_runs(tmp_path, f
 def test_seeds_repeat_every_run_and_draw_bands(tmp_path, fixed, capsys, monkeypatch):
     from lit_regularize import plots
 
-    drawn = {}
-    save = plots.save_figure
-    monkeypatch.setattr(plots, "save_figure", lambda fig, path: drawn.setdefault(Path(path).stem, fig) and
-                        save(fig, path))
+    drawn, figures = {}, {}  # PNG name -> the Figure drawn into it (report saves render()'s image of it)
+    render, save = plots.render, plots.save_figure
+
+    def rendering(fig, *args):
+        image = render(fig, *args)
+        figures[id(image)] = fig
+        return image
+
+    def saving(image, path, *args):
+        drawn[Path(path).stem] = figures.get(id(image), image)
+        return save(image, path, *args)
+    monkeypatch.setattr(plots, "render", rendering)
+    monkeypatch.setattr(plots, "save_figure", saving)
     study = tmp_path / "two.yaml"
     study.write_text("shared: {seed: 11, max_epochs: 2, early_stopping: false}\n"
                      "runs:\n  none: {reg: none}\n  dropout: {reg: dropout}\n  l2: {reg: l2}\n")

@@ -392,3 +392,52 @@ def test_a_run_of_a_study_cannot_set_the_population(quick, tmp_path):
         lr.compare({"a": {}, "b": {"reg": "l2", "population": 5}}, seeds=1, out=str(tmp_path / "cmp"),
                    logdir=quick["logdir"], **settings)
     assert not (tmp_path / "cmp").exists() and not (tmp_path / "logs").exists()
+
+
+@pytest.mark.parametrize("population", [0, 1], ids=["together", "one-at-a-time"])
+def test_a_compare_run_again_after_an_interrupt_resumes_its_runs(quick, tmp_path, monkeypatch, population):
+    # Ctrl-C in epoch 3 of a compare; the same compare again trains its runs on from their last.ckpt in the same
+    # folders (a new-user trial found them restarted from epoch 1 in new folders) and ends where an uninterrupted
+    # compare ends; the interrupt's message says to run the command again. Members resume in a population, single
+    # runs (Lightning checkpoints) on their own.
+    import lit_regularize as lr
+    from pytorch_lightning import Callback
+
+    from lit_regularize import run as run_module
+
+    study = {"none": {}, "l2": {"reg": "l2"}}
+    settings = {**{k: v for k, v in quick.items() if k != "logdir"}, "max_epochs": 4, "early_stopping": False,
+                "population": population}
+    straight = lr.compare(study, seeds=1, out=str(tmp_path / "straight"), **settings)
+    calls = {"n": 0}
+    if population == 0:
+        original = Population.train_epoch
+
+        def cut(self):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise KeyboardInterrupt
+            return original(self)
+        monkeypatch.setattr(Population, "train_epoch", cut)
+    else:
+        class Cut(Callback):
+            def on_train_epoch_start(self, trainer, pl_module):
+                if trainer.current_epoch == 2:
+                    raise KeyboardInterrupt
+        original_run = run_module.run
+        monkeypatch.setattr(run_module, "run", lambda cfg, *a, **k: original_run(cfg, [Cut()], *a[1:], **k))
+    with pytest.raises(RunInterrupted, match="run the same command again to finish the study"):
+        lr.compare(study, seeds=1, out=str(tmp_path / "cut"), **settings)
+    monkeypatch.undo()
+    lr.compare(study, seeds=1, out=str(tmp_path / "cut"), **settings)
+
+    def summaries(out):
+        found = sorted((tmp_path / out).rglob("summary.json"))
+        return {RunSummary.read(p).config["reg"]: RunSummary.read(p) for p in found}
+    again, want = summaries("cut"), summaries("straight")
+    assert sorted(again) == sorted(want) == ["l2", "none"]  # one folder per run: no second version
+    for reg, s in again.items():
+        assert s.status == "completed" and s.run_dir.name == "version_0" and s.epochs_run == 4
+        assert s.history["epoch"] == [1, 2, 3, 4]
+        assert s.history["val_loss"] == pytest.approx(want[reg].history["val_loss"], rel=1e-4)
+    assert calls["n"] == (3 if population == 0 else 0)
