@@ -458,8 +458,7 @@ def _train_members(members: list[Member], device: torch.device, t_start: float, 
             if save_last:
                 m.save(m.rundir.last_checkpoint,
                        m.checkpoint(state, m.resume_state(pop.optimizer.member_state(k))))
-            _fill(m)
-            m.summary.write()  # wall_time: up to the previous epoch (this one's share is added below)
+            _fill(m)  # in memory: written at the end or by whatever ends the run (_fail), as run() does
             if m.stop is not None:
                 stopped.append(m)
         if printing_epochs():
