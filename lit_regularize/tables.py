@@ -36,7 +36,8 @@ def fmt(v: Any, spec: str = "{:.4f}") -> str:
 
 def mean_std(values: Sequence[Any], spec: str = "{:.4f}") -> str:
     """The value, or mean ± std over several (non-finite and missing values left out); the value alone when every
-    value prints the same (a "± 0" says nothing), e.g. the parameter count of every seed."""
+    value prints the same (a "± 0" says nothing), e.g. the parameter count of every seed; a spread too small for
+    the spec's last digit as "<" that digit."""
     given = [v for v in values if _number(v) is not None]
     nums = [float(v) for v in given]
     if not nums:
@@ -46,7 +47,11 @@ def mean_std(values: Sequence[Any], spec: str = "{:.4f}") -> str:
             return f"{given[0]:,}" if "," in spec else str(given[0])
         return fmt(nums[0], spec)
     spread = spec.replace("{:+", "{:")  # a signed mean, an unsigned spread: "+0.1050 ± 0.0215"
-    return f"{fmt(statistics.fmean(nums), spec)} ± {fmt(statistics.stdev(nums), spread)}"
+    std = fmt(statistics.stdev(nums), spread)
+    if not any(c in "123456789" for c in std):  # a spread below the last digit: "± <0.0001", never "± 0.0000"
+        last = max(i for i, c in enumerate(std) if c.isdigit())
+        std = "<" + std[:last] + "1" + std[last + 1:]
+    return f"{fmt(statistics.fmean(nums), spec)} ± {std}"
 
 
 def interval(low: Any, high: Any, spec: str = "{:.4f}") -> str:
