@@ -308,5 +308,5 @@ def test_a_column_on_which_every_seed_agrees_prints_the_value_alone():
     assert mean_std([0.1, 0.12], "{:+.4f}") == "+0.1100 ± 0.0141"  # a signed mean, an unsigned spread
     # values that print apart with a spread below the last digit: "< 0.0001", not a "± 0.0000" that reads as none
     assert mean_std([0.12344, 0.12346]) == "0.1235 ± <0.0001"
-    assert mean_std([0.004, 0.006], "{:.1%}") == "0.5% ± 0.1%" and mean_std([0.1234, 0.1236], "{:.1%}") == "12.3%"
+    assert mean_std([0.004, 0.006], "{:.1%}") == "0.5% ± 0.1%" and mean_std([0.1231, 0.1233], "{:.1%}") == "12.3%"
     assert mean_std([0.12344, 0.12356], "{:.1%}") == "12.3% ± <0.1%"
