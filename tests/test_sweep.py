@@ -237,6 +237,11 @@ def test_kfold_trial_value_is_fit_kfolds_mean_curve_rule(quick):
     folds = [RunSummary.read(d) for d in t.user_attrs["fold_dirs"]]
     assert [Path(f.run_dir).parent.name for f in folds] == ["fold_0", "fold_1"]
     assert all(f.test is None and f.epochs_run == 3 for f in folds)  # every fold runs all epochs, no test
+    # epochs as people read them: 3 per fold (a fit's --max-epochs), not their sum; the work is the sum
+    from lit_regularize.sweeps.report import trial_line
+
+    assert (t.user_attrs["epochs_run"], t.user_attrs["folds_run"], t.user_attrs["epochs_trained"]) == (3, 2, 6)
+    assert "epochs 3 x 2 folds" in trial_line(t)
     curves = mean_curves([f.history for f in folds])
     e = chosen_epoch(curves["val_loss"])
     assert t.user_attrs["best_epoch"] == e and math.isclose(t.value, curves["val_loss"][e - 1], rel_tol=1e-9)

@@ -66,7 +66,8 @@ def study_stats(storage: str, study_name: str) -> dict[str, Any]:
     done = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     return {"n_trials": len(trials), "pruned": sum(t.state == TrialState.PRUNED for t in trials),
             "complete": len(done), "wall_s": wall, "best_val_loss": min(done) if done else None,
-            "epochs_trained": sum(int(t.user_attrs.get("epochs_run", len(t.intermediate_values))) for t in trials),
+            "epochs_trained": sum(int(t.user_attrs.get("epochs_trained", t.user_attrs.get(
+                "epochs_run", len(t.intermediate_values)))) for t in trials),  # k-fold trials: every fold's
             "trial_s": [(t.datetime_complete - t.datetime_start).total_seconds() for t in trials]}
 
 

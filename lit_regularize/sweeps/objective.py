@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import optuna
 import pytorch_lightning as pl
@@ -123,6 +123,13 @@ def _finite(v: Optional[float]) -> Optional[float]:
     return v if v is not None and math.isfinite(v) else None
 
 
+def _fold_epochs(folds: Sequence[RunSummary]) -> dict[str, Any]:
+    """A k-fold trial's epochs as people read them: epochs_run per fold (the most any fold ran; a fit's max-epochs,
+    not their sum) and folds_run; the work done is the sum of the folds' epochs (epochs_trained)."""
+    return {"epochs_run": max((s.epochs_run for s in folds), default=0), "folds_run": len(folds),
+            "epochs_trained": sum(s.epochs_run for s in folds)}
+
+
 def _curve(values: Any) -> list[Optional[float]]:
     """A per-epoch curve as JSON (non-finite values as None)."""
     return [_finite(None if v is None else float(v)) for v in values or []]
@@ -175,18 +182,17 @@ def _kfold(trial: optuna.Trial, cfg: Config, searched: list[str], multi: bool = 
     try:
         result = evaluate_folds(configs, run_fold=run_fold)
     except _Pruned as p:
-        _record(trial, {**base, "fold_dirs": [str(Path(s.run_dir).resolve()) for s in done],
-                        "epochs_run": sum(s.epochs_run for s in done), "seconds": time.perf_counter() - t0,
-                        "stop_reason": "pruned"})
+        _record(trial, {**base, "fold_dirs": [str(Path(s.run_dir).resolve()) for s in done], **_fold_epochs(done),
+                        "seconds": time.perf_counter() - t0, "stop_reason": "pruned"})
         raise optuna.TrialPruned(str(p)) from None
     except UserError as e:  # the mean curve never finite (diverged)
-        _record(trial, {**base, "epochs_run": sum(s.epochs_run for s in done), "seconds": time.perf_counter() - t0,
+        _record(trial, {**base, **_fold_epochs(done), "seconds": time.perf_counter() - t0,
                         "stop_reason": "non_finite_loss"})
         raise optuna.TrialPruned(str(e)) from None
     e = result.chosen_epoch
     _record(trial, {"run_dir": base["run_dir"], "fold_dirs": [str(Path(s.run_dir).resolve()) for s in result.folds],
                     "best_epoch": e, "val_acc": _finite(result.curves["val_acc"][e - 1]),
-                    "epochs_run": sum(s.epochs_run for s in result.folds), "seconds": time.perf_counter() - t0,
+                    **_fold_epochs(result.folds), "seconds": time.perf_counter() - t0,
                     "stop_reason": "chosen_epoch", "fold_val_losses": [s.history["val_loss"][e - 1]
                                                                         for s in result.folds],
                     "val_curve": _curve(result.curves["val_loss"]),

@@ -45,6 +45,12 @@ def _params(params: Mapping[str, Any]) -> str:
     return " ".join(f"{k}={fmt(v, '{:.3g}')}" for k, v in params.items())
 
 
+def epochs_text(attrs: Mapping[str, Any]) -> str:
+    """A trial's epochs run: '20', or '20 x 5 folds' for a k-fold trial (each fold's epochs, not their sum)."""
+    folds = attrs.get("folds_run")
+    return fmt(attrs.get("epochs_run")) + (f" x {folds} folds" if folds else "")
+
+
 def trial_line(t: FrozenTrial) -> str:
     """trial number, state, params, val/loss, best epoch, epochs run, seconds."""
     u = t.user_attrs
@@ -53,7 +59,7 @@ def trial_line(t: FrozenTrial) -> str:
     value, label = (val_loss(t), METRIC) if done else (_last_value(t), f"last {METRIC}")
     size = f"  params {n_params(t)}" if t.values and len(t.values) > 1 else ""
     return (f"trial {t.number:4d} {t.state.name:<8s} {_params(t.params)}  {label} {fmt(value)}{size}  best epoch "
-            f"{fmt(u.get('best_epoch'))}  epochs {fmt(u.get('epochs_run'))}  {fmt(u.get('seconds'), '{:.1f}')} s")
+            f"{fmt(u.get('best_epoch'))}  epochs {epochs_text(u)}  {fmt(u.get('seconds'), '{:.1f}')} s")
 
 
 def print_trial(study: optuna.Study, trial: FrozenTrial) -> None:
@@ -506,7 +512,7 @@ def report_markdown(study: optuna.Study, rows: list[dict[str, Any]], params: Seq
                  "Best one-seed trial" if confirmed_winner(study) is not None else "Best trial")
         size = f", {n_params(best)} parameters" if n_params(best) is not None else ""
         lines += [f"**{which} {best.number}**: {METRIC} {fmt(val_loss(best))}, val acc {fmt(u.get('val_acc'))}, "
-                  f"best epoch {fmt(u.get('best_epoch'))} of {fmt(u.get('epochs_run'))} run{size}; params "
+                  f"best epoch {fmt(u.get('best_epoch'))} of {epochs_text(u)} run{size}; params "
                   f"`{_params(best.params)}`; run folder {_folder(u.get('run_dir'), out)}.", ""]
     lines += confirmation_lines(study, out)
     if multi:
