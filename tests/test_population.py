@@ -121,24 +121,30 @@ def test_a_member_resumes_as_a_population_of_one(quick):
     assert resumed.run_dir == cut.run_dir and resumed.population == {"size": 1, "index": 0}
 
 
+def interrupt_on_call(monkeypatch, owner, name, n, interrupt=None):
+    """owner.name raises KeyboardInterrupt (or calls interrupt()) on its n-th call; the calls counted so far."""
+    calls = {"n": 0}
+    original = getattr(owner, name)
+
+    def cut(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == n:
+            if interrupt is None:
+                raise KeyboardInterrupt
+            interrupt()
+        return original(self, *args, **kwargs)
+    monkeypatch.setattr(owner, name, cut)
+    return calls
+
+
 @pytest.mark.parametrize("how", ["KeyboardInterrupt", "SIGTERM"])
 def test_interrupted_population_says_so_in_every_member(quick, monkeypatch, how):
     import os
     import signal
 
     cfgs = configs(quick, VARIANTS[:3], max_epochs=5)
-    calls = {"n": 0}
-    original = Population.train_epoch
-
-    def cut(self):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            if how == "SIGTERM":
-                os.kill(os.getpid(), signal.SIGTERM)
-            else:
-                raise KeyboardInterrupt
-        return original(self)
-    monkeypatch.setattr(Population, "train_epoch", cut)
+    calls = interrupt_on_call(monkeypatch, Population, "train_epoch", 3,
+                              (lambda: os.kill(os.getpid(), signal.SIGTERM)) if how == "SIGTERM" else None)
     with pytest.raises(RunInterrupted) as e:
         train_population(cfgs)
     assert e.value.reason == how
@@ -154,15 +160,7 @@ def test_an_interrupt_while_the_members_open_their_folders_is_written_in_every_m
     from lit_regularize.trainer import RunLogger
 
     cfgs = configs(quick, VARIANTS[:3])
-    calls = {"n": 0}
-    original = RunLogger.save
-
-    def cut(self):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return original(self)
-    monkeypatch.setattr(RunLogger, "save", cut)
+    interrupt_on_call(monkeypatch, RunLogger, "save", 2)
     with pytest.raises(RunInterrupted):
         train_population(cfgs)
     from pathlib import Path
@@ -408,17 +406,10 @@ def test_a_compare_run_again_after_an_interrupt_resumes_its_runs(quick, tmp_path
     study = {"none": {}, "l2": {"reg": "l2"}}
     settings = {**{k: v for k, v in quick.items() if k != "logdir"}, "max_epochs": 4, "early_stopping": False,
                 "population": population}
-    straight = lr.compare(study, seeds=1, out=str(tmp_path / "straight"), **settings)
+    lr.compare(study, seeds=1, out=str(tmp_path / "straight"), **settings)
     calls = {"n": 0}
     if population == 0:
-        original = Population.train_epoch
-
-        def cut(self):
-            calls["n"] += 1
-            if calls["n"] == 3:
-                raise KeyboardInterrupt
-            return original(self)
-        monkeypatch.setattr(Population, "train_epoch", cut)
+        calls = interrupt_on_call(monkeypatch, Population, "train_epoch", 3)
     else:
         class Cut(Callback):
             def on_train_epoch_start(self, trainer, pl_module):
