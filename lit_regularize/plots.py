@@ -608,8 +608,9 @@ def _tensorboard_image(fig: Figure | np.ndarray, width_px: int) -> np.ndarray:
 def log_figures(log_dir: str | Path, figures: Mapping[str, Figure | np.ndarray], step: int = 0,
                 width_px: int = TB_WIDTH_PX, replace: bool = False) -> None:
     """Log figures (or their images from `render`, resampled) as TensorBoard images under log_dir (a run of their
-    own in the dashboard), `width_px` wide so that their text is legible in TensorBoard's image panel; replace: drop the folder's earlier event files
-    first (a figures-only folder redrawn in place, where TensorBoard would otherwise show both versions)."""
+    own in the dashboard), `width_px` wide so that their text is legible in TensorBoard's image panel; replace:
+    drop the folder's earlier event files first (a figures-only folder redrawn in place, where TensorBoard would
+    otherwise show both versions)."""
     from torch.utils.tensorboard import SummaryWriter
 
     if replace:
@@ -626,4 +627,5 @@ def log_figures(log_dir: str | Path, figures: Mapping[str, Figure | np.ndarray],
 __all__ = ["NEAR_ZERO", "LOG10_FLOOR", "TB_WIDTH_PX", "seeds_phrase", "seed_bests", "clipped_log10",
            "near_zero_fraction", "mean_abs", "linear_weights", "checkpoint_weights",
            "weight_stats", "curve_band", "epochs_run", "epochs_phrase", "curves_figure", "weights_figure",
-           "sparsity_figure", "fold_figure", "plotted_series", "save_figure", "render", "figure_array", "log_figures"]
+           "sparsity_figure", "fold_figure", "plotted_series", "save_figure", "render", "figure_array",
+           "log_figures"]
