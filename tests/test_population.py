@@ -349,6 +349,37 @@ def test_population_penalties_equal_each_members_own_penalty_and_gradient(reg):
         assert float(w.grad[1].abs().max()) == 0.0 and float(w.grad[0].abs().max()) > 0
 
 
+def test_a_penalty_plugin_that_defines_only_norm_still_trains_in_a_population():
+    # a WeightPenalty subclass written against the older API (norm alone, no term/term_grad) gets each member's own
+    # penalty: the same values and gradients as the built-in L1's stacked path
+    from lit_regularize.penalties import WeightPenalty
+    from lit_regularize.population.stack import MemberLinear, MemberView, StackedMLP
+    from lit_regularize.regularizers import registered
+
+    L1 = registered()["l1"]
+
+    class NormOnly(L1):
+        term, term_grad = WeightPenalty.term, WeightPenalty.term_grad
+
+        @staticmethod
+        def norm(w):
+            return w.abs().sum()
+
+    gen = torch.Generator().manual_seed(2)
+    layers = [[MemberLinear(torch.randn(4, 9, generator=gen), torch.randn(4, generator=gen)),
+               MemberLinear(torch.randn(1, 4, generator=gen), torch.randn(1, generator=gen))] for _ in range(3)]
+    out = {}
+    for cls in (L1, NormOnly):
+        stack = StackedMLP(layers, binary=True)
+        views = [MemberView(stack, k, 1e-3) for k in range(3)]
+        regs = [cls(l1=1e-2), None, cls(l1=3e-2)]
+        value = cls.population_penalty(regs, views, list(stack.weights))
+        value.sum().backward()
+        out[cls] = (value.detach(), stack.weights[0].grad.clone())
+    assert torch.allclose(out[L1][0], out[NormOnly][0], rtol=1e-5) and float(out[L1][0][1]) == 0.0
+    assert torch.allclose(out[L1][1], out[NormOnly][1], rtol=1e-5, atol=1e-9)
+
+
 def test_members_that_share_batches_are_gathered_once(quick, monkeypatch):
     # seed-5 members without per-step draws of their own see the same batches: one group (gathered and multiplied
     # once); the dropout member leaves the group once its masks have moved its stream (that grouped members equal
