@@ -47,11 +47,26 @@ def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], N
         if tmp is not None:
             with contextlib.suppress(OSError):  # on a read-only folder even the clean-up fails
                 Path(tmp).unlink(missing_ok=True)
+        interrupt = interrupt_behind(e)
+        if interrupt is not None:
+            raise interrupt from None
         failure = write_failure(e, path)
         if failure is not None:
             raise failure from None
         raise
     return path
+
+
+def interrupt_behind(e: BaseException) -> Optional[BaseException]:
+    """The Ctrl-C or SIGTERM (a BaseException that is no Exception) that an error was raised while handling, if
+    any: torch.save's zip writer, cut by Ctrl-C mid-record, raises 'unexpected pos' from its clean-up, and that
+    error would hide the interrupt (a traceback and exit 1 instead of an interrupted, resumable run)."""
+    seen = e.__context__ if isinstance(e, Exception) else None
+    while seen is not None:
+        if not isinstance(seen, Exception):
+            return seen
+        seen = seen.__context__
+    return None
 
 
 class WriteFailed(UserError, OSError):

@@ -46,12 +46,23 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         atomic_write(path, lambda f: torch.save(checkpoint, f))
 
 
+FLUSH_SECS = 2  # how often TensorBoard event files are flushed (see RunLogger.__init__)
+
+
 class RunLogger(TensorBoardLogger):
     """TensorBoard on a 1-based epoch axis; the HParams record is written once, at the end, with real metrics."""
 
     # When set (run() does so around each test pass), metrics are logged at this step: the 1-based epoch whose
     # weights were tested, instead of the epoch counter (which stands one past the last epoch after a fit).
     fixed_step: Optional[int] = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # The event writer's thread wakes at least every FLUSH_SECS (SummaryWriter's default: 120 s). A Ctrl-C that
+        # lands inside its queue's notify leaves that thread unwoken, and Lightning's interrupt handling then waits
+        # for it in close(): 3 of 24 signalled fits hung until it woke (tests/test_faults.py). Live TensorBoard
+        # curves also show up within seconds.
+        kwargs.setdefault("flush_secs", FLUSH_SECS)
+        super().__init__(*args, **kwargs)
 
     @rank_zero_only
     def log_hyperparams(self, params: Any, metrics: Optional[dict[str, Any]] = None,

@@ -435,3 +435,24 @@ def test_a_run_folder_that_turns_read_only_mid_run_is_one_line(quick, monkeypatc
     # epoch 2 trained (an epoch is recorded before it is checkpointed); last.ckpt still holds epoch 1
     assert s["epochs_run"] == 2 and os.strerror(err) in s["error"]
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0
+
+
+def test_an_interrupt_inside_a_file_write_stays_an_interrupt(tmp_path):
+    # Ctrl-C mid-record of torch.save: its zip writer raises "unexpected pos" on the way out, which hid the
+    # interrupt (a traceback and exit 1 in 1 of 28 signalled fits): the write is cleaned up and Ctrl-C stays Ctrl-C
+    from lit_regularize.files import atomic_write
+
+    target = tmp_path / "last.ckpt"
+    target.write_bytes(b"good")
+
+    def write(f):
+        try:
+            f.write(b"half")
+            raise KeyboardInterrupt
+        finally:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 13120 vs 13012")
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, write)
+    assert target.read_bytes() == b"good" and [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+    with pytest.raises(RuntimeError, match="unexpected pos"):  # the same error without an interrupt stays itself
+        atomic_write(target, lambda f: (_ for _ in ()).throw(RuntimeError("unexpected pos")))
