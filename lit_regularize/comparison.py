@@ -28,7 +28,7 @@ from lit_regularize.files import write_json
 from lit_regularize.stats import (BASELINE, HELPS, HURTS, METRICS, NO_DIFF, Metric, describe, finite_values,
                                   overfitting, paired, paired_by_seed, verdict)
 from lit_regularize.summary import RunSummary
-from lit_regularize.tables import MISSING, csv_text, fmt, interval, markdown, mean_std, p_value, write_text
+from lit_regularize.tables import MISSING, csv_text, fmt, interval, markdown, mean_std, p_value, spread, write_text
 from lit_regularize.writable import check_writable
 # Settings that decide which examples train and validate: they must not differ inside a study.
 SPLIT_KEYS = ("data", "seed", "train_size", "val_size", "val_on_test", "n_per_class", "kfold", "fold")
@@ -145,11 +145,11 @@ def study_configs(study: Study, fixed: Mapping[str, Any], seeds: int,
 # -- running and reading runs --------------------------------------------------------------------------------
 
 def finished_run(cfg: Config) -> Optional[RunSummary]:
-    """The summary of a completed earlier run with exactly this config (progress bars and DataLoader workers
-    aside: they never change a result), if there is one."""
+    """The summary of the newest completed earlier run with exactly this config (progress bars and DataLoader
+    workers aside: they never change a result), if there is one."""
     root = Path(cfg.logdir) / cfg.run_name
     want = _identity(json.loads(json.dumps(cfg.to_dict())))
-    for path in sorted(root.glob("version_*/summary.json")):
+    for path in _newest_first(root):
         try:
             s = RunSummary.read(path)
         except (OSError, ValueError, TypeError):  # unreadable: not reusable, the run is trained again
@@ -166,8 +166,7 @@ def interrupted_run(cfg: Config) -> Optional[Any]:
 
     root = Path(cfg.logdir) / cfg.run_name
     want = _identity(json.loads(json.dumps(cfg.to_dict())))
-    found = [p for p in root.glob("version_*/summary.json") if p.parent.name[len("version_"):].isdigit()]
-    for path in sorted(found, key=lambda p: -int(p.parent.name[len("version_"):])):
+    for path in _newest_first(root):
         try:
             s = RunSummary.read(path)
             if s.status != "interrupted" or not isinstance(s.config, dict) or _identity(s.config) != want:
@@ -178,6 +177,24 @@ def interrupted_run(cfg: Config) -> Optional[Any]:
         if rundir.checkpointed_epochs() > 0:
             return rundir
     return None
+
+
+def _numbers(ks: Sequence[int]) -> str:
+    """1-based run numbers for a log line, consecutive ones as a range: '1-8', '1-4, 9-12'."""
+    parts: list[list[int]] = []
+    for k in sorted(ks):
+        if parts and k == parts[-1][-1] + 1:
+            parts[-1].append(k)
+        else:
+            parts.append([k])
+    return ", ".join(f"{p[0] + 1}-{p[-1] + 1}" if len(p) > 1 else str(p[0] + 1) for p in parts)
+
+
+def _newest_first(root: Path) -> list[Path]:
+    """The summary.json of every version_<k> run folder under root, newest (highest k) first: version_10 after
+    version_9, not before version_2."""
+    found = [p for p in root.glob("version_*/summary.json") if p.parent.name[len("version_"):].isdigit()]
+    return sorted(found, key=lambda p: -int(p.parent.name[len("version_"):]))
 
 
 def _identity(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -196,8 +213,9 @@ def run_study(configs: Mapping[str, Sequence[Config]], rerun: bool = False,
     try:
         return _run_study(configs, rerun, log)
     except RunInterrupted as e:  # the whole study carries on (a run's own --resume finishes that run only)
-        raise RunInterrupted(e.log_dir, e.reason, hint="run the same command again to finish the study (finished "
-                             "runs are reused, interrupted ones resume from their last epoch)") from None
+        again = "the same command without --rerun" if rerun else "the same command again"
+        raise RunInterrupted(e.log_dir, e.reason, hint=f"run {again} to finish the study (finished runs are "
+                             "reused, interrupted ones resume from their last epoch)") from None
 
 
 def _run_study(configs: Mapping[str, Sequence[Config]], rerun: bool, log: Callable[[str], None]) -> Groups:
@@ -235,7 +253,7 @@ def _run_study(configs: Mapping[str, Sequence[Config]], rerun: bool, log: Callab
             log(f"[{ks[0] + 1}/{total}] {cfgs[0].run_name} (seed {cfgs[0].seed}): training up to "
                 f"{cfgs[0].max_epochs} epochs ...")
         else:
-            log(f"[{', '.join(str(k + 1) for k in ks)}/{total}] training {len(ks)} runs as one population, up to "
+            log(f"[{_numbers(ks)}/{total}] training {len(ks)} runs as one population, up to "
                 f"{max(c.max_epochs for c in cfgs)} epochs ...")
         with epoch_lines(unless_silenced=True):  # fit's epoch lines (not sweeps, k-fold workers, bench)
             if len(ks) == 1:
@@ -245,7 +263,7 @@ def _run_study(configs: Mapping[str, Sequence[Config]], rerun: bool, log: Callab
         for k, cfg, s in zip(ks, cfgs, summaries):
             done[k] = s
             log(f"[{k + 1}/{total}] {cfg.run_name}: best epoch {s.best_epoch}, val/loss {fmt(s.best_val_loss)}, "
-                f"{s.epochs_run} epochs, {s.wall_time:.0f} s")
+                f"{s.epochs_run} epochs, {s.wall_time:.1f} s")
     groups: Groups = {}
     for k, (label, _) in enumerate(flat):
         groups.setdefault(label, []).append(done[k])
@@ -454,7 +472,9 @@ def _metric_columns(baseline: str, wilcoxon: bool) -> list[tuple[str, str, str]]
 
 def _metric_cells(r: Mapping[str, Any], spec: str) -> dict[str, str]:
     signed = spec.replace("{:", "{:+", 1)
-    mean = fmt(r["mean"], spec) if r.get("std") in (None, 0.0) else f"{fmt(r['mean'], spec)} ± {fmt(r['std'], spec)}"
+    mean = fmt(r["mean"], spec)
+    if r.get("std") not in (None, 0.0):
+        mean += f" ± {spread(r['std'], spec)}"
     return {"setting": r["setting"], "n": str(r["n"]), "mean": mean,
             "ci": interval(r.get("ci95_low"), r.get("ci95_high"), spec),
             "diff": fmt(r.get("diff_vs_baseline"), signed),

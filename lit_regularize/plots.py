@@ -232,7 +232,8 @@ def curves_figure(histories: Mapping[str, Sequence[Mapping[str, Sequence]]], tit
     moved = _draw_stars(ax_loss, stars, last_epoch)
     band = "\nlines: mean over seeds, shaded: ± 1 std" if most_seeds > 1 else ""
     star = ("★ = best epoch (lowest val loss; with seeds: mean of each seed's best)" if most_seeds > 1
-            else "★ = best epoch (lowest val loss)") + (", ★ side by side where they met" if moved else "")
+            else "★ = best epoch (lowest val loss)") + ("\n★ side by side where they met" if moved else "")
+    # (one line of its own: appended, the line outgrew the loss panel and was cut off at its left edge)
     ax_loss.set_title("loss: training (dashed, data term) vs validation (solid)\n" + star + band, fontsize=10)
     ax_loss.set_ylabel("loss")
     ax_acc.set_title("accuracy: training (dashed) vs validation (solid)" + band, fontsize=10)

@@ -36,22 +36,27 @@ def fmt(v: Any, spec: str = "{:.4f}") -> str:
 
 def mean_std(values: Sequence[Any], spec: str = "{:.4f}") -> str:
     """The value, or mean ± std over several (non-finite and missing values left out); the value alone when every
-    value prints the same (a "± 0" says nothing), e.g. the parameter count of every seed; a spread too small for
-    the spec's last digit as "<" that digit."""
+    value is the same (a "± 0" says nothing), e.g. the parameter count of every seed; a spread too small for the
+    spec's last digit as "<" that digit (spread)."""
     given = [v for v in values if _number(v) is not None]
     nums = [float(v) for v in given]
     if not nums:
         return MISSING
-    if len({fmt(n, spec) for n in nums}) == 1:
+    if len(set(nums)) == 1:
         if all(isinstance(v, int) for v in given):  # 20 epochs, not "20.0"
             return f"{given[0]:,}" if "," in spec else str(given[0])
         return fmt(nums[0], spec)
-    spread = spec.replace("{:+", "{:")  # a signed mean, an unsigned spread: "+0.1050 ± 0.0215"
-    std = fmt(statistics.stdev(nums), spread)
-    if not any(c in "123456789" for c in std):  # a spread below the last digit: "± <0.0001", never "± 0.0000"
-        last = max(i for i, c in enumerate(std) if c.isdigit())
-        std = "<" + std[:last] + "1" + std[last + 1:]
-    return f"{fmt(statistics.fmean(nums), spec)} ± {std}"
+    return f"{fmt(statistics.fmean(nums), spec)} ± {spread(statistics.stdev(nums), spec)}"
+
+
+def spread(std: float, spec: str = "{:.4f}") -> str:
+    """A standard deviation in a value's spec, unsigned; one too small for the spec's last digit reads "<" that
+    digit ("<0.0001", "<0.1%"), never a "0.0000" that looks like no spread at all."""
+    text = fmt(std, spec.replace("{:+", "{:"))  # a signed mean, an unsigned spread: "+0.1050 ± 0.0215"
+    if std > 0 and not any(c in "123456789" for c in text):
+        last = max(i for i, c in enumerate(text) if c.isdigit())
+        text = "<" + text[:last] + "1" + text[last + 1:]
+    return text
 
 
 def interval(low: Any, high: Any, spec: str = "{:.4f}") -> str:
@@ -95,4 +100,4 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda f: f.write(text.encode()))
 
 
-__all__ = ["fmt", "mean_std", "interval", "p_value", "markdown", "csv_text", "write_text", "MISSING", "Column"]
+__all__ = ["fmt", "mean_std", "spread", "interval", "p_value", "markdown", "csv_text", "write_text", "MISSING", "Column"]

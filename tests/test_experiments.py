@@ -362,3 +362,17 @@ def test_compare_out_that_cannot_be_created_fails_naming_out_before_any_run(tmp_
     assert compare_script.main([str(study), "--out", str(tmp_path / "afile" / "cmp"), *flags(fixed)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"--out {tmp_path / 'afile' / 'cmp'}: cannot be created" in err, err
+
+
+def test_a_study_reuses_the_newest_completed_run_of_a_config(tmp_path):
+    # versions 2 and 10 of a run both completed with the study's config: the newest (10, not 2 by name) is reused;
+    # an interrupted version 11 without a checkpoint is neither reused nor resumed
+    from lit_regularize.comparison import finished_run, interrupted_run
+    from lit_regularize.summary import RunSummary
+
+    cfg = make_config({"logdir": str(tmp_path / "logs"), "name": "study/none"})
+    for k, status in ((2, "completed"), (10, "completed"), (11, "interrupted")):
+        folder = tmp_path / "logs" / "study" / "none" / f"version_{k}"
+        RunSummary(config=cfg.to_dict(), status=status, run_dir=folder).write()
+    assert finished_run(cfg).run_dir.name == "version_10"
+    assert interrupted_run(cfg) is None

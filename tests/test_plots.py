@@ -306,7 +306,22 @@ def test_a_column_on_which_every_seed_agrees_prints_the_value_alone():
     assert mean_std([0.5, None, float("nan")]) == "0.5000"
     assert mean_std([4, 4], "{:.1f}") == "4" and mean_std([3, 4], "{:.1f}") == "3.5 ± 0.7"
     assert mean_std([0.1, 0.12], "{:+.4f}") == "+0.1100 ± 0.0141"  # a signed mean, an unsigned spread
-    # values that print apart with a spread below the last digit: "< 0.0001", not a "± 0.0000" that reads as none
+    # seeds that differ below the last digit: "± <0.0001", never a "± 0.0000" that reads as no spread, and never
+    # the value alone (which read as "the seeds agree" where the per-metric table said ± 0.0001)
     assert mean_std([0.12344, 0.12346]) == "0.1235 ± <0.0001"
-    assert mean_std([0.004, 0.006], "{:.1%}") == "0.5% ± 0.1%" and mean_std([0.1231, 0.1233], "{:.1%}") == "12.3%"
-    assert mean_std([0.12344, 0.12356], "{:.1%}") == "12.3% ± <0.1%"
+    assert mean_std([0.88434, 0.88426]) == "0.8843 ± 0.0001"
+    assert mean_std([0.004, 0.006], "{:.1%}") == "0.5% ± 0.1%" and mean_std([0.12344, 0.12356], "{:.1%}") == "12.3% ± <0.1%"
+
+
+def test_the_per_metric_tables_print_a_spread_as_the_run_table_does():
+    # the same mean and std read the same in results.md's per-metric rows as in the run table
+    from lit_regularize.comparison import results_markdown
+    from lit_regularize.tables import mean_std
+
+    values = [0.88434, 0.88426]
+    mean, std = sum(values) / 2, float(np.std(values, ddof=1))
+    row = {"setting": "l2", "metric": "test_acc_best", "better": "higher", "n": 2, "mean": mean, "std": std,
+           "ci95_low": mean - 0.01, "ci95_high": mean + 0.01, "baseline": "l2", "verdict": "baseline"}
+    assert mean_std(values) in results_markdown([row], "l2")
+    tiny = dict(row, std=2e-5)
+    assert "± <0.0001" in results_markdown([tiny], "l2") and "± 0.0000" not in results_markdown([tiny], "l2")
