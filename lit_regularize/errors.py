@@ -17,6 +17,11 @@ class DataError(UserError):
     """A data file that is missing, unreadable or malformed."""
 
 
+class Terminated(BaseException):
+    """SIGTERM as an exception (like Ctrl-C's KeyboardInterrupt) outside Lightning's own handling: start-up,
+    set-up, between fit and test, writing the summary."""
+
+
 class RunInterrupted(Exception):
     """Training was stopped by Ctrl-C or SIGTERM; summary.json was written with status 'interrupted'."""
 

@@ -21,7 +21,7 @@ import pytorch_lightning as pl
 from lit_regularize.callbacks import History, InterruptReason
 from lit_regularize.config import Config
 from lit_regularize.data.base import SplitDataModule
-from lit_regularize.errors import ConfigError, RunInterrupted, UserError
+from lit_regularize.errors import ConfigError, RunInterrupted, Terminated, UserError
 from lit_regularize.files import WriteFailed, write_failure
 from lit_regularize.regularizers import MODEL, enabled_settings, settings_of
 from lit_regularize.model import RegularizedMLP, count_parameters, layer_summary
@@ -35,10 +35,6 @@ HPARAM_KEYS = ("data", "reg", "hidden", "layers", "l1", "l2", "dropout", "batchn
                "batch_size", "max_epochs")
 RUN_DIR_ENV = "LIT_REGULARIZE_RUN_DIR"  # DDP ranks > 0 (started by Lightning as new processes) join rank 0's folder
 INTERRUPTS = ("KeyboardInterrupt", "SIGTERMException", "Terminated")
-
-
-class Terminated(BaseException):
-    """SIGTERM outside Lightning's own handling (set-up, between fit and test, writing the summary)."""
 
 
 def build_datamodule(cfg: Config) -> SplitDataModule:

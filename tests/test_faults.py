@@ -456,3 +456,22 @@ def test_an_interrupt_inside_a_file_write_stays_an_interrupt(tmp_path):
     assert target.read_bytes() == b"good" and [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
     with pytest.raises(RuntimeError, match="unexpected pos"):  # the same error without an interrupt stays itself
         atomic_write(target, lambda f: (_ for _ in ()).throw(RuntimeError("unexpected pos")))
+
+
+@pytest.mark.slow  # a real fit process, signalled while it starts
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_while_a_fit_starts_is_one_line_and_exit_130(tmp_path, sig):
+    # SIGTERM 1 s in (torch and Lightning still loading) killed the process with no line and status 143
+    over = {**quick_settings(write_imdb(tmp_path / "data").parent, tmp_path / "logs"), "name": "early"}
+    proc = subprocess.Popen([sys.executable, "-m", "lit_regularize", "fit", *flags(over)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(1.0)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:  # the machine was fast enough to finish first: nothing to check
+        pytest.skip("the fit finished before the signal")
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("interrupted"), err
+    if sig == signal.SIGTERM:
+        assert "SIGTERM" in err.strip().splitlines()[-1]
