@@ -17,7 +17,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import yaml
 
@@ -30,6 +30,10 @@ from lit_regularize.stats import (BASELINE, HELPS, HURTS, METRICS, NO_DIFF, Metr
 from lit_regularize.summary import RunSummary
 from lit_regularize.tables import MISSING, csv_text, fmt, interval, markdown, mean_std, p_value, spread, write_text
 from lit_regularize.writable import check_writable
+
+if TYPE_CHECKING:
+    from lit_regularize.rundir import RunDir
+
 # Settings that decide which examples train and validate: they must not differ inside a study.
 SPLIT_KEYS = ("data", "seed", "train_size", "val_size", "val_on_test", "n_per_class", "kfold", "fold")
 STUDY_KEYS = ("population",)  # how the whole study trains: not a run's own setting
@@ -147,36 +151,38 @@ def study_configs(study: Study, fixed: Mapping[str, Any], seeds: int,
 def finished_run(cfg: Config) -> Optional[RunSummary]:
     """The summary of the newest completed earlier run with exactly this config (progress bars and DataLoader
     workers aside: they never change a result), if there is one."""
-    root = Path(cfg.logdir) / cfg.run_name
-    want = _identity(json.loads(json.dumps(cfg.to_dict())))
-    for path in _newest_first(root):
-        try:
-            s = RunSummary.read(path)
-        except (OSError, ValueError, TypeError):  # unreadable: not reusable, the run is trained again
-            continue
-        if s.status == "completed" and isinstance(s.config, dict) and _identity(s.config) == want:
-            return s
-    return None
+    return next((s for _, s in _earlier_runs(cfg, "completed")), None)
 
 
-def interrupted_run(cfg: Config) -> Optional[Any]:
-    """The newest interrupted earlier run with exactly this config that can resume (a RunDir whose last.ckpt holds
-    at least one epoch), if there is one: a study run again trains on from there instead of from epoch 1."""
+def interrupted_run(cfg: Config) -> Optional[tuple[RunDir, int]]:
+    """The newest interrupted earlier run with exactly this config that can resume, and the epochs its last.ckpt
+    holds (at least one), if there is one: a study run again trains on from there instead of from epoch 1."""
     from lit_regularize.rundir import RunDir
 
+    for path, _ in _earlier_runs(cfg, "interrupted"):
+        try:
+            rundir = RunDir.open(path.parent)
+        except (OSError, ValueError, TypeError, UserError):  # without a readable checkpoint: not resumable
+            continue
+        epochs = rundir.checkpointed_epochs()
+        if epochs > 0:
+            return rundir, epochs
+    return None
+
+
+def _earlier_runs(cfg: Config, status: str) -> Iterator[tuple[Path, RunSummary]]:
+    """(summary.json, summary) of cfg's earlier runs with this status and exactly its config, newest first
+    (version_10 before version_9 before version_2); unreadable summaries are passed over."""
     root = Path(cfg.logdir) / cfg.run_name
     want = _identity(json.loads(json.dumps(cfg.to_dict())))
-    for path in _newest_first(root):
+    found = [p for p in root.glob("version_*/summary.json") if p.parent.name[len("version_"):].isdigit()]
+    for path in sorted(found, key=lambda p: -int(p.parent.name[len("version_"):])):
         try:
             s = RunSummary.read(path)
-            if s.status != "interrupted" or not isinstance(s.config, dict) or _identity(s.config) != want:
-                continue
-            rundir = RunDir.open(path.parent)
-        except (OSError, ValueError, TypeError, UserError):  # unreadable or without a checkpoint: not resumable
+        except (OSError, ValueError, TypeError):  # unreadable: neither reused nor resumed, the run is trained again
             continue
-        if rundir.checkpointed_epochs() > 0:
-            return rundir
-    return None
+        if s.status == status and isinstance(s.config, dict) and _identity(s.config) == want:
+            yield path, s
 
 
 def _numbers(ks: Sequence[int]) -> str:
@@ -188,13 +194,6 @@ def _numbers(ks: Sequence[int]) -> str:
         else:
             parts.append([k])
     return ", ".join(f"{p[0] + 1}-{p[-1] + 1}" if len(p) > 1 else str(p[0] + 1) for p in parts)
-
-
-def _newest_first(root: Path) -> list[Path]:
-    """The summary.json of every version_<k> run folder under root, newest (highest k) first: version_10 after
-    version_9, not before version_2."""
-    found = [p for p in root.glob("version_*/summary.json") if p.parent.name[len("version_"):].isdigit()]
-    return sorted(found, key=lambda p: -int(p.parent.name[len("version_"):]))
 
 
 def _identity(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -238,10 +237,10 @@ def _run_study(configs: Mapping[str, Sequence[Config]], rerun: bool, log: Callab
             todo.append(k)
     resumes = {}
     for k in todo:
-        r = None if rerun else interrupted_run(flat[k][1])
-        if r is not None:
-            log(f"[{k + 1}/{total}] {flat[k][1].run_name}: resuming {r.path} after epoch {r.checkpointed_epochs()}")
-            resumes[k] = r
+        found = None if rerun else interrupted_run(flat[k][1])
+        if found is not None:
+            resumes[k], epochs = found
+            log(f"[{k + 1}/{total}] {flat[k][1].run_name}: resuming {resumes[k].path} after epoch {epochs}")
     # a single run's (Lightning's) last.ckpt resumes as a single run; a population member's joins a population
     alone = [k for k in todo if k in resumes and not is_member_checkpoint(resumes[k])]
     together = [k for k in todo if k not in alone]
