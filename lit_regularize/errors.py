@@ -1,8 +1,10 @@
 """User-facing errors: commands print these as one line and exit non-zero (real bugs keep their traceback)."""
 from __future__ import annotations
 
+import contextlib
+import signal
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Iterator, Optional
 
 
 class UserError(Exception):
@@ -20,6 +22,21 @@ class DataError(UserError):
 class Terminated(BaseException):
     """SIGTERM as an exception (like Ctrl-C's KeyboardInterrupt) outside Lightning's own handling: start-up,
     set-up, between fit and test, writing the summary."""
+
+
+@contextlib.contextmanager
+def on_sigterm(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """Inside the block SIGTERM calls handler; the previous handler comes back after it. Outside the main thread
+    (where signals cannot be set) signals are left alone."""
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class RunInterrupted(Exception):

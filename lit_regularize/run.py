@@ -9,7 +9,6 @@ import atexit
 import contextlib
 import copy
 import os
-import signal
 import sys
 import threading
 import time
@@ -21,7 +20,7 @@ import pytorch_lightning as pl
 from lit_regularize.callbacks import History, InterruptReason
 from lit_regularize.config import Config
 from lit_regularize.data.base import SplitDataModule
-from lit_regularize.errors import ConfigError, RunInterrupted, Terminated, UserError
+from lit_regularize.errors import ConfigError, RunInterrupted, Terminated, UserError, on_sigterm
 from lit_regularize.files import WriteFailed, write_failure
 from lit_regularize.regularizers import MODEL, enabled_settings, settings_of
 from lit_regularize.model import RegularizedMLP, count_parameters, layer_summary
@@ -98,15 +97,8 @@ class _Signals:
 def sigterm_as_exception() -> Iterator[_Signals]:
     """SIGTERM raises Terminated inside the block (outside Lightning's loops), so every way out writes a summary."""
     signals = _Signals()
-    try:
-        previous = signal.signal(signal.SIGTERM, signals.handler)
-    except ValueError:  # not the main thread: leave signals alone
+    with on_sigterm(signals.handler):
         yield signals
-        return
-    try:
-        yield signals
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager

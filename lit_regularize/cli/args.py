@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import signal
 import sys
 from typing import Any, Callable, NoReturn, Optional, Sequence
 
@@ -132,37 +131,25 @@ def guarded(main: Callable[[Optional[Sequence[str]]], int]) -> Callable[[Optiona
     """Run a command's main: user errors print one line and exit 2, interruptions (Ctrl-C, SIGTERM: from start-up
     on, not only while a run trains) exit 130 with one line."""
     def wrapper(argv: Optional[Sequence[str]] = None) -> int:
-        from lit_regularize.errors import RunInterrupted, Terminated
+        from lit_regularize.errors import RunInterrupted, Terminated, on_sigterm
 
-        previous = _sigterm_raises(Terminated)
-        try:
-            return main(argv)
-        except UserError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return EXIT_USER_ERROR
-        except RunInterrupted as e:
-            print(f"{e}", file=sys.stderr)
-            return EXIT_INTERRUPTED
-        except (KeyboardInterrupt, Terminated) as e:  # before a run folder existed, or after the run was written
-            print("interrupted (SIGTERM)" if isinstance(e, Terminated) else "interrupted", file=sys.stderr)
-            return EXIT_INTERRUPTED
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+        def terminate(signum: int, frame: Any) -> None:
+            # without it a SIGTERM while torch loads killed the process with no line and status 143
+            raise Terminated()
+        with on_sigterm(terminate):  # run() puts its own handler around a run
+            try:
+                return main(argv)
+            except UserError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return EXIT_USER_ERROR
+            except RunInterrupted as e:
+                print(f"{e}", file=sys.stderr)
+                return EXIT_INTERRUPTED
+            except (KeyboardInterrupt, Terminated) as e:  # before a run folder existed, or after it was written
+                print("interrupted (SIGTERM)" if isinstance(e, Terminated) else "interrupted", file=sys.stderr)
+                return EXIT_INTERRUPTED
     wrapper.__doc__ = main.__doc__
     return wrapper
-
-
-def _sigterm_raises(exception: type[BaseException]) -> Optional[Any]:
-    """SIGTERM raises `exception` (run() puts its own handler around a run); the previous handler, or None where
-    signals cannot be set (not the main thread). Without it a SIGTERM while torch loads killed the process with
-    no line and status 143."""
-    def handler(signum: int, frame: Any) -> None:
-        raise exception()
-    try:
-        return signal.signal(signal.SIGTERM, handler)
-    except ValueError:
-        return None
 
 
 __all__ = ["OneLineParser", "add_config_args", "command_parser", "given_settings", "config_from_args",

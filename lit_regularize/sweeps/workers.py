@@ -24,7 +24,7 @@ from typing import Any, NamedTuple, Optional, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from lit_regularize.errors import ConfigError
+from lit_regularize.errors import ConfigError, on_sigterm
 from lit_regularize.sweeps.objective import IN_TRIAL, STOP, machine_id, make_objective
 from lit_regularize.sweeps.storage import fail_and_retry
 from lit_regularize.sweeps.study import Sweep, counted
@@ -256,28 +256,25 @@ def launch(sweep: Sweep, where: Sequence[Placement]) -> list[int]:
     A worker killed from outside has its trial failed and queued for retry at once (see reap_dead_workers)."""
     study = sweep.open()
     procs = [start_worker(sweep, i, p) for i, p in enumerate(where)]
-    previous = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, _on_term)
-    try:
-        running = set(range(len(procs)))
-        while running:
-            time.sleep(0.2)
-            for i in sorted(running):
-                rc = procs[i].poll()
-                if rc is None:
-                    continue
-                running.discard(i)
-                if rc < 0:
-                    print(f"worker {i} (pid {procs[i].pid}) was killed by {signal.Signals(-rc).name}; "
-                          "its running trial, if any, is retried", file=sys.stderr)
-                reap_dead_workers(study)
-    except KeyboardInterrupt:
-        print("interrupted: stopping workers ...", file=sys.stderr)
-        stop_workers(procs)
-        reap_dead_workers(study)
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with on_sigterm(_on_term):
+        try:
+            running = set(range(len(procs)))
+            while running:
+                time.sleep(0.2)
+                for i in sorted(running):
+                    rc = procs[i].poll()
+                    if rc is None:
+                        continue
+                    running.discard(i)
+                    if rc < 0:
+                        print(f"worker {i} (pid {procs[i].pid}) was killed by {signal.Signals(-rc).name}; "
+                              "its running trial, if any, is retried", file=sys.stderr)
+                    reap_dead_workers(study)
+        except KeyboardInterrupt:
+            print("interrupted: stopping workers ...", file=sys.stderr)
+            stop_workers(procs)
+            reap_dead_workers(study)
+            raise
     return [p.returncode for p in procs]
 
 
