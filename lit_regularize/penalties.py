@@ -93,4 +93,3 @@ def weight_penalty(linears: Sequence[Any], strength: float, layers: Optional[Seq
     for i in range(len(linears) - 1) if layers is None else layers:
         total = total + strength * norm(linears[i].weight)
     return total
-

@@ -62,6 +62,7 @@ class RunLogger(TensorBoardLogger):
         # for it in close(): 3 of 24 signalled fits hung until it woke (tests/test_faults.py). Live TensorBoard
         # curves also show up within seconds.
         kwargs.setdefault("flush_secs", FLUSH_SECS)
+        self._saved_hparams: Optional[tuple[Path, list]] = None  # what save() last wrote or found (its path too)
         super().__init__(*args, **kwargs)
 
     @rank_zero_only
@@ -106,7 +107,7 @@ class RunLogger(TensorBoardLogger):
         # Lightning calls save() after every logging step: the file is read once, then only compared in memory
         # (reading it each time was 1,800 YAML parses in the fast test suite)
         current = list(self.hparams.items())
-        if getattr(self, "_saved_hparams", None) == (path, current):
+        if self._saved_hparams == (path, current):
             return
         if path.is_file():
             # in config.yaml's order too: a file of an older version with the same settings in another order is

@@ -276,6 +276,8 @@ def test_fit_says_that_population_does_nothing_for_a_single_run(quick, capsys):
 
     assert fit_main([*flags({**quick, "max_epochs": 1}), "--population", "4"]) == 0
     assert "--population has no effect on a single fit" in capsys.readouterr().err
+    assert fit_main([*flags({**quick, "max_epochs": 1, "seed": 3}), "--pop", "4"]) == 0  # argparse's abbreviation
+    assert "--population has no effect on a single fit" in capsys.readouterr().err
     assert fit_main([*flags({**quick, "max_epochs": 1, "seed": 2})]) == 0
     assert "--population" not in capsys.readouterr().err
 

@@ -39,7 +39,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     cfg = config_from_args(args)
     if args.print_config:
         print_config_and_exit(cfg)
-    if cfg.kfold < 2 and any(a.split("=")[0] in ("--population", "--no-population") for a in argv):
+    if cfg.kfold < 2 and "population" in vars(args):  # given as a flag (--population K, --no-population, --pop K)
         print("warning: --population has no effect on a single fit (it groups the runs of compare, sweep and "
               "fit --kfold)", file=sys.stderr)
 

@@ -44,9 +44,9 @@ def group_multihot(xs: Sequence[MultiHot], width: int) -> GroupedRows:
 class _GroupedBag(torch.autograd.Function):
     """X @ W of a multi-hot first layer for GroupedRows, W (K, in, out) stored member-minor ((in, K, out) in
     memory, see StackedMLP): a group's members' rows of word w are one contiguous run of G x out floats, so a group
-    is one embedding_bag over G x out-wide rows forward, and one over its transposed rows backward. Members that share their
-    batches (a compare study at one seed) gather their rows once; each member alone (k-fold folds) costs what a
-    member-major table did."""
+    is one embedding_bag over G x out-wide rows forward, and one over its transposed rows backward. Members that
+    share their batches (a compare study at one seed) gather their rows once; each member alone (k-fold folds)
+    costs what a member-major table did."""
 
     @staticmethod
     def forward(ctx, weight: torch.Tensor, rows: GroupedRows) -> torch.Tensor:
